@@ -1,0 +1,5 @@
+"""The ``beacon-router`` command (being written)."""
+
+
+def main() -> int:
+    return 0

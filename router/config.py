@@ -1,0 +1,331 @@
+"""The router's configuration: loaded from YAML, validated completely before anything starts.
+
+Every error names file, line and key path (``router.yaml:14: backends.posthog.batch.max_events:
+must be > 0``). Filters and backends are found by ``type:`` in the registries
+(``router.filters.FILTERS``, ``router.backends.BACKENDS``) or, for a dotted ``pkg.module:Class``,
+imported; each validates its own keys with its ``Options`` model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .conditions import Condition
+from .errors import ConfigError, ConfigErrors
+from .units import parse_duration, parse_size
+from .yamlsource import LinedYaml, Path, format_path, load_file, load_text
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written in YAML as ``250ms``, ``2s``, ``10m``, ``72h`` or ``400d``."""
+Size = Annotated[int, BeforeValidator(parse_size)]
+"""Bytes, written in YAML as ``512KiB``, ``1MiB`` or ``10MB``."""
+
+
+def _empty_is_false(value: object) -> object:
+    # `enabled: "${POSTHOG_API_KEY:+true}"` expands to "" when the variable is unset.
+    return False if value == "" or value is None else value
+
+
+Switch = Annotated[bool, BeforeValidator(_empty_is_false)]
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ServerConfig(Strict):
+    """``server:`` — the ingest listener and its limits."""
+
+    listen: str = "0.0.0.0:8080"
+    max_body: Size = 1024 * 1024
+    max_decompressed: Size = 8 * 1024 * 1024
+    max_events: int = Field(1000, gt=0, description="events per request")
+    max_depth: int = Field(32, gt=0, description="JSON nesting depth")
+    request_timeout: Duration = 10.0
+    shutdown_timeout: Duration = 10.0
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"0.0.0.0:8080"`` / ``"[::]:8080"`` / ``":8080"`` → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:8080)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class SpoolConfig(Strict):
+    """``spool:`` — where accepted events wait, durably, until every backend has them."""
+
+    type: Literal["sqlite", "redis"] = "sqlite"
+    path: str = "./data/spool.db"
+    url: str | None = None
+    stream: str = "beacons"
+    max_size: Size | None = Field(None, gt=0)
+    when_full: Literal["reject", "drop_oldest"] = "reject"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^rediss?://|^unix://", v):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return v
+
+
+class BatchConfig(Strict):
+    """How a delivery worker groups events: up to ``max_events``, waiting at most ``max_wait``."""
+
+    max_events: int = Field(100, gt=0)
+    max_wait: Duration = 1.0
+
+
+class RetryConfig(Strict):
+    """Exponential backoff with full jitter from ``initial`` to ``max``; then the DLQ."""
+
+    initial: Duration = Field(1.0, gt=0)
+    max: Duration = Field(600.0, gt=0)
+    give_up_after: Duration = Field(72 * 3600.0, gt=0)
+
+
+_FILTER_COMMON = {"type", "when"}
+_BACKEND_COMMON = {"type", "enabled", "when", "filters", "batch", "retry", "concurrency"}
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A validated filter entry: its class, its options, and an optional ``when:``."""
+
+    type: str
+    cls: type
+    options: BaseModel | None
+    when: Condition | None
+    key: str  # the key path in the file, e.g. "pipeline[2]"
+
+    def build(self) -> Any:
+        """A fresh filter instance (filters may hold state, e.g. dedupe windows)."""
+        return self.cls(self.options) if self.options is not None else self.cls()
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A validated backend entry: shared delivery settings plus the backend's own options."""
+
+    name: str
+    type: str
+    cls: type
+    options: BaseModel | None
+    enabled: bool = True
+    when: Condition | None = None
+    filters: tuple[FilterSpec, ...] = ()
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    concurrency: int = 1
+
+    def build(self) -> Any:
+        return (self.cls(self.name, self.options) if self.options is not None
+                else self.cls(self.name))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    file: str
+    server: ServerConfig
+    spool: SpoolConfig
+    pipeline: tuple[FilterSpec, ...]
+    backends: Mapping[str, BackendSpec]
+    raw: Mapping[str, Any]  # the interpolated YAML, for `check --show` (masked there)
+
+    @property
+    def enabled_backends(self) -> dict[str, BackendSpec]:
+        return {n: b for n, b in self.backends.items() if b.enabled}
+
+
+_SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig}
+_TOP_LEVEL = {*_SECTIONS, "pipeline", "backends"}
+
+
+def load(file: str, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate ``file``; raise ConfigError(s) naming file, line and key."""
+    return _Validator(load_file(file, env)).config()
+
+
+def loads(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Like :func:`load` for YAML text (tests, ``dry-run`` of a snippet)."""
+    return _Validator(load_text(text, file, env)).config()
+
+
+class _Validator:
+    """Walks the parsed YAML once, collecting every error before raising them together."""
+
+    def __init__(self, doc: LinedYaml) -> None:
+        self.doc = doc
+        self.errors: list[ConfigError] = []
+
+    def config(self) -> Config:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            raise self.doc.error((), "the config must be a mapping of sections")
+        for key in data:
+            if key not in _TOP_LEVEL:
+                self.errors.append(self.doc.error(
+                    (key,), f"unknown key; valid keys: {', '.join(sorted(_TOP_LEVEL))}"))
+        sections = {name: self.model(model, data.get(name) or {}, (name,))
+                    for name, model in _SECTIONS.items()}
+        pipeline = self.filters(data.get("pipeline") or [], ("pipeline",))
+        backends = self.backends(data.get("backends") or {}, ("backends",))
+        if self.errors:
+            raise self.errors[0] if len(self.errors) == 1 else ConfigErrors(self.errors)
+        return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
+                      pipeline=pipeline, backends=backends, raw=data)
+
+    def model(self, model: type[BaseModel], value: Any, path: Path) -> Any:
+        if not isinstance(value, dict):
+            self.errors.append(self.doc.error(path, "must be a mapping"))
+            return None
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.errors.append(self.doc.error((*path, *err["loc"]), _message(err, model)))
+            return None
+
+    def filters(self, value: Any, path: Path) -> tuple[FilterSpec, ...]:
+        from .filters import FILTERS
+
+        if not isinstance(value, list):
+            self.errors.append(self.doc.error(path, "must be a list of filters"))
+            return ()
+        specs = []
+        for i, entry in enumerate(value):
+            where = (*path, i)
+            if not isinstance(entry, dict) or "type" not in entry:
+                self.errors.append(self.doc.error(where, "each filter needs a `type:`"))
+                continue
+            cls = self.resolve(entry["type"], FILTERS, "filter", (*where, "type"))
+            when = self.condition(entry.get("when"), (*where, "when"))
+            rest = {k: v for k, v in entry.items() if k not in _FILTER_COMMON}
+            options = self.options(cls, rest, where)
+            if cls is not None:
+                specs.append(FilterSpec(entry["type"], cls, options, when, format_path(where)))
+        return tuple(specs)
+
+    def backends(self, value: Any, path: Path) -> dict[str, BackendSpec]:
+        from .backends import BACKENDS
+
+        if not isinstance(value, dict):
+            self.errors.append(self.doc.error(path, "must be a mapping of name: backend"))
+            return {}
+        specs = {}
+        for name, entry in value.items():
+            where = (*path, name)
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", name):
+                self.errors.append(self.doc.error(
+                    where, "backend names use letters, digits, _ . - (at most 64)"))
+            if not isinstance(entry, dict) or "type" not in entry:
+                self.errors.append(self.doc.error(where, "each backend needs a `type:`"))
+                continue
+            cls = self.resolve(entry["type"], BACKENDS, "backend", (*where, "type"))
+            shared = self.model(_BackendCommon, {k: v for k, v in entry.items()
+                                                 if k in _BACKEND_COMMON - {"filters"}}, where)
+            filters = self.filters(entry.get("filters") or [], (*where, "filters"))
+            rest = {k: v for k, v in entry.items() if k not in _BACKEND_COMMON}
+            options = self.options(cls, rest, where)
+            if cls is not None and shared is not None:
+                specs[name] = BackendSpec(
+                    name=name, type=shared.type, cls=cls, options=options, enabled=shared.enabled,
+                    when=shared.when, filters=filters, batch=shared.batch, retry=shared.retry,
+                    concurrency=shared.concurrency)
+        return specs
+
+    def condition(self, value: Any, path: Path) -> Condition | None:
+        return None if value is None else self.model(Condition, value, path)
+
+    def options(self, cls: type | None, rest: dict[str, Any], path: Path) -> BaseModel | None:
+        if cls is None:
+            return None
+        model = getattr(cls, "Options", None)
+        if model is None:
+            for key in rest:
+                self.errors.append(self.doc.error((*path, key), "unknown key; this type has none"))
+            return None
+        return self.model(model, rest, path)
+
+    def resolve(self, name: Any, registry: Mapping[str, type], kind: str, path: Path) -> type | None:
+        if not isinstance(name, str):
+            self.errors.append(self.doc.error(path, f"must be a {kind} type name"))
+            return None
+        if name in registry:
+            return registry[name]
+        if ":" in name:
+            module, _, attr = name.partition(":")
+            try:
+                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            except (ImportError, AttributeError) as exc:
+                self.errors.append(self.doc.error(path, f"cannot load {name}: {exc}"))
+                return None
+        self.errors.append(self.doc.error(
+            path, f"unknown {kind} type {name!r}; valid types: {', '.join(sorted(registry))}, "
+                  "or a dotted path module:Class"))
+        return None
+
+
+class _BackendCommon(Strict):
+    type: str
+    enabled: Switch = True
+    when: Condition | None = None
+    batch: BatchConfig = BatchConfig()
+    retry: RetryConfig = RetryConfig()
+    concurrency: int = Field(1, gt=0, le=64)
+
+
+def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        names = sorted(f.alias or n for n, f in model.model_fields.items())
+        return f"unknown key; valid keys: {', '.join(names)}"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+# Keys whose values are secrets: masked by `check --show`, never logged.
+SECRET_KEYS = re.compile(r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key)$",
+                         re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """A copy of a raw config with every secret replaced by ``***``."""
+    if isinstance(value, dict):
+        return {k: masked(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, key) for v in value]
+    if key and SECRET_KEYS.search(key) and value not in (None, ""):
+        return "***"
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    return value

@@ -1,0 +1,119 @@
+"""The router's one error hierarchy.
+
+    RouterError
+    ├── ConfigError            bad YAML or a bad key: names file, line and key path; exit 2
+    ├── InputError             a client's mistake: answered with a 4xx JSON body, never a 5xx
+    │   ├── BadRequest         400  bad JSON, bad shape, too deep, too many events
+    │   ├── Unauthorized       401  unknown source token
+    │   ├── PayloadTooLarge    413  body or decompressed body over the cap
+    │   ├── UnsupportedMedia   415  content type or content encoding we do not read
+    │   └── TooManyRequests    429  rate limited (carries Retry-After)
+    ├── Unavailable            503  the spool cannot take the event durably now (carries Retry-After)
+    └── DeliveryError          raised inside backends, translated by the worker
+        ├── RetryableError     connect errors, timeouts, 408/429/5xx
+        └── PermanentError     any other 4xx: the batch goes to the dead-letter queue
+
+Foreign errors are translated at the boundary with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Base of every error the router raises on purpose."""
+
+
+class ConfigError(RouterError):
+    """A config file is wrong; the message names file, line and key path."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.message, self.file, self.line, self.key = message, file, line, key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line) if p is not None)
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}: {key}{self.message}" if where else f"{key}{self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several config errors found in one pass, reported together."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class InputError(RouterError):
+    """A client's mistake, answered with ``status`` and ``{"error": ..., "detail": ...}``."""
+
+    status = 400
+    error = "bad_request"
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        self.detail = detail
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
+class BadRequest(InputError):
+    """400: the body is not valid JSON, or not the shape we accept."""
+
+
+class Unauthorized(InputError):
+    """401: a source token is required and this one is unknown."""
+
+    status = 401
+    error = "unauthorized"
+
+
+class PayloadTooLarge(InputError):
+    """413: the body, or what it decompresses to, is over the configured cap."""
+
+    status = 413
+    error = "payload_too_large"
+
+
+class UnsupportedMedia(InputError):
+    """415: a content type or content encoding we do not read."""
+
+    status = 415
+    error = "unsupported_media_type"
+
+
+class TooManyRequests(InputError):
+    """429: a rate limit was hit; Retry-After says when to come back."""
+
+    status = 429
+    error = "rate_limited"
+
+
+class Unavailable(InputError):
+    """503: the event cannot be made durable right now (spool full or unreachable)."""
+
+    status = 503
+    error = "unavailable"
+
+
+class DeliveryError(RouterError):
+    """A backend could not take a batch."""
+
+
+class RetryableError(DeliveryError):
+    """Transient: try the same batch again later, after ``retry_after`` if the server said so."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        self.reason, self.retry_after = reason, retry_after
+        super().__init__(reason)
+
+
+class PermanentError(DeliveryError):
+    """The backend will never take this batch: dead-letter it with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

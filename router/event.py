@@ -1,0 +1,132 @@
+"""The event that flows ingest → pipeline → spool → delivery, and dotted field paths into it."""
+
+from __future__ import annotations
+
+import re
+import uuid as uuid_lib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+_MISSING = object()
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+@dataclass(slots=True, frozen=True)
+class RequestContext:
+    """What the request said about the sender, kept in memory only: never spooled or logged.
+
+    ``client_ip`` exists for in-memory rate limits; nothing may write it anywhere.
+    """
+
+    dnt: bool = False          # Do Not Track: 1
+    gpc: bool = False          # Sec-GPC: 1 (Global Privacy Control)
+    client_ip: str | None = field(default=None, repr=False)
+    user_agent: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class Event:
+    """One beacon (or one PostHog event): a stable ``uuid``, when we got it, a name and its data.
+
+    ``data`` holds the client's fields; dotted paths (``platform.os``) address it. ``context`` is
+    the transient request context: present in the global pipeline, absent after the spool.
+    """
+
+    uuid: str
+    received_at: str
+    name: str
+    data: dict[str, Any]
+    source: str = "beacon"
+    context: RequestContext | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def new(cls, data: dict[str, Any], *, name: str = "beacon", source: str = "beacon",
+            uuid: object = None, received_at: str | None = None,
+            context: RequestContext | None = None) -> Event:
+        """An event stamped with the client's uuid when it is a valid one, else a fresh uuid4."""
+        return cls(uuid=normalize_uuid(uuid) or str(uuid_lib.uuid4()),
+                   received_at=received_at or now_iso(), name=name, data=data, source=source,
+                   context=context)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The persisted form: what the spool and the backends see (no request context)."""
+        return {"uuid": self.uuid, "received_at": self.received_at, "event": self.name,
+                "source": self.source, "data": self.data}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        d = orjson.loads(raw)
+        return cls(uuid=d["uuid"], received_at=d["received_at"], name=d["event"],
+                   data=d["data"], source=d.get("source", "beacon"))
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at a dotted path in ``data``, or ``default``."""
+        value = get_path(self.data, path, _MISSING)
+        return default if value is _MISSING else value
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with milliseconds and a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalize_uuid(value: object) -> str | None:
+    """The canonical lowercase hyphenated form of a client-sent UUID, or None if it is not one."""
+    if not isinstance(value, str) or not _UUID.match(value):
+        return None
+    return str(uuid_lib.UUID(value))
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """``"platform.os"`` → ``("platform", "os")``."""
+    return tuple(path.split("."))
+
+
+def get_path(data: Any, path: str | tuple[str, ...], default: Any = None) -> Any:
+    """Walk a dotted path through nested dicts (and list indexes); ``default`` if absent."""
+    parts = split_path(path) if isinstance(path, str) else path
+    node = data
+    for part in parts:
+        if isinstance(node, dict):
+            if part not in node:
+                return default
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return default
+    return node
+
+
+def has_path(data: Any, path: str | tuple[str, ...]) -> bool:
+    return get_path(data, path, _MISSING) is not _MISSING
+
+
+def set_path(data: dict[str, Any], path: str | tuple[str, ...], value: Any) -> None:
+    """Set a dotted path, creating intermediate dicts; a non-dict in the way is replaced."""
+    parts = split_path(path) if isinstance(path, str) else path
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def delete_path(data: dict[str, Any], path: str | tuple[str, ...]) -> bool:
+    """Remove a dotted path; True if something was removed."""
+    parts = split_path(path) if isinstance(path, str) else path
+    parent = get_path(data, parts[:-1]) if len(parts) > 1 else data
+    if isinstance(parent, dict) and parts[-1] in parent:
+        del parent[parts[-1]]
+        return True
+    return False
