@@ -313,7 +313,7 @@ def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:
 
 
 # Keys whose values are secrets: masked by `check --show`, never logged.
-SECRET_KEYS = re.compile(r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key)$",
+SECRET_KEYS = re.compile(r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key|authorization)$",
                          re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 

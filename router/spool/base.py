@@ -50,8 +50,9 @@ class Spool(Protocol):
     async def read(self, backend: str, limit: int) -> list[Entry]:
         """Up to ``limit`` entries not yet handed to ``backend``'s worker, oldest first."""
 
-    async def wait(self, timeout: float) -> None:
-        """Return when new entries may have arrived, or after ``timeout`` seconds."""
+    async def wait(self, backend: str, timeout: float) -> None:
+        """Return once entries may have arrived for ``backend`` since its last read, or after
+        ``timeout`` seconds; returns at once if some arrived already."""
 
     async def ack(self, backend: str, entries: Sequence[Entry]) -> None:
         """``backend`` is done with these entries (delivered, filtered out or dead-lettered)."""

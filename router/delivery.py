@@ -1,0 +1,228 @@
+"""Delivery: one worker per backend reads the spool, filters, batches, sends and retries.
+
+The backend decides *whether* a failure is worth retrying (its ``SendResult``); the worker
+decides *how*: exponential backoff with full jitter, never sooner than the server's
+Retry-After, until ``retry.give_up_after``, then the dead-letter queue. A spool entry is acked
+only once every event of its batch is delivered, filtered out or dead-lettered, so a crash at
+any point means a redelivery, never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from .backends.base import Backend, SendResult
+from .config import BackendSpec
+from .event import Event
+from .filters import Pipeline
+from .metrics import Metrics
+from .spool import Entry, Spool
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class BackendHealth:
+    """What ``/readyz`` and ``status`` show about one backend."""
+
+    healthy: bool = True
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_success: float | None = None
+
+
+def backoff(attempt: int, initial: float, maximum: float, retry_after: float | None) -> float:
+    """Full-jitter exponential backoff, but never sooner than the server asked."""
+    ceiling = min(maximum, initial * (2 ** min(attempt - 1, 32)))
+    delay = random.uniform(0, ceiling)
+    return max(delay, retry_after or 0.0)
+
+
+class Worker:
+    """Moves one backend's events from the spool to the backend (see module docstring)."""
+
+    def __init__(self, spec: BackendSpec, backend: Backend, spool: Spool, metrics: Metrics,
+                 ) -> None:
+        self.spec, self.backend, self.spool, self.metrics = spec, backend, spool, metrics
+        self.name = spec.name
+        self.health = BackendHealth()
+        self.batch_limit = min(spec.batch.max_events, backend.max_batch_events or 1 << 30)
+        self._when = spec.when.compile() if spec.when is not None else None
+        self._filters = Pipeline(spec.filters, on_drop=self._count_drop)
+        self._read_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name=f"deliver:{self.name}:{i}")
+                       for i in range(self.spec.concurrency)]
+
+    async def stop(self, timeout: float) -> None:
+        """Finish sends in flight (within ``timeout``); anything unsent stays in the spool."""
+        self._stopping.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("delivery stopped with a batch in flight; it stays in the spool",
+                        backend=self.name)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self._read_lock:
+                    entries = await self._collect()
+                if entries:
+                    await self._deliver(entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill delivery for good: log and go on
+                log.exception("delivery worker error", backend=self.name)
+                await self._sleep(1.0)
+
+    async def _collect(self) -> list[Entry]:
+        """Up to ``batch.max_events`` entries, waiting at most ``max_wait`` after the first."""
+        entries = await self.spool.read(self.name, self.batch_limit)
+        if not entries:
+            await self._wait(self.spec.batch.max_wait if self.spec.batch.max_wait else 1.0)
+            entries = await self.spool.read(self.name, self.batch_limit)
+            if not entries:
+                return []
+        deadline = time.monotonic() + self.spec.batch.max_wait
+        while len(entries) < self.batch_limit and not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await self._wait(left)
+            more = await self.spool.read(self.name, self.batch_limit - len(entries))
+            entries.extend(more)
+        return entries
+
+    async def _wait(self, timeout: float) -> None:
+        waiter = asyncio.ensure_future(self.spool.wait(self.name, timeout))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for fut in (waiter, stopper):
+            fut.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _deliver(self, entries: list[Entry]) -> None:
+        pending: list[tuple[Entry, Event]] = []
+        corrupt: list[tuple[Entry, str]] = []
+        for entry in entries:
+            try:
+                event = Event.from_json(entry.body)
+            except (ValueError, KeyError, TypeError) as exc:
+                corrupt.append((entry, f"undecodable spool entry: {exc}"))
+                continue
+            if self._when is not None and not self._when(event):
+                continue
+            kept = self._filters(event)
+            if kept is not None:
+                pending.append((entry, kept))
+        if corrupt:
+            await self._dead(corrupt, attempts=0)
+        attempt, first_failure = 0, None
+        while pending:
+            attempt += 1
+            result = await self._send([event for _, event in pending])
+            if result.dead:
+                await self._dead([(pending[i][0], reason) for i, reason in result.dead.items()],
+                                 attempts=attempt)
+            delivered = len(pending) - len(result.dead) - len(result.retry)
+            if delivered:
+                self.metrics.delivered.labels(self.name).inc(delivered)
+            if not result.retry:
+                self._succeeded()
+                break
+            pending = [pending[i] for i in result.retry]
+            now = time.monotonic()
+            first_failure = first_failure or now
+            self._failed(result.reason)
+            if self._stopping.is_set():
+                return  # not acked: the batch is sent again after the restart
+            if now - first_failure >= self.spec.retry.give_up_after:
+                reason = f"gave up after {attempt} attempts: {result.reason}"
+                await self._dead([(entry, reason) for entry, _ in pending], attempts=attempt)
+                break
+            self.metrics.retried.labels(self.name).inc(len(pending))
+            delay = backoff(attempt, self.spec.retry.initial, self.spec.retry.max,
+                            result.retry_after)
+            log.warning("delivery failed, will retry", backend=self.name, events=len(pending),
+                        attempt=attempt, retry_in=round(delay, 3), reason=result.reason)
+            await self._sleep(delay)
+            if self._stopping.is_set():
+                return
+        await self.spool.ack(self.name, entries)
+        self.metrics.spool_depth.labels(self.name).set(await self.spool.depth(self.name))
+
+    async def _send(self, batch: Sequence[Event]) -> SendResult:
+        started = time.perf_counter()
+        try:
+            result = await self.backend.send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a backend bug: retry (it may be transient) and say so loudly
+            log.exception("backend raised instead of returning a SendResult", backend=self.name)
+            result = SendResult.retry_all(len(batch), f"backend error: {type(exc).__name__}")
+        self.metrics.send_latency.labels(self.name).observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels(self.name).observe(len(batch))
+        if not result.ok:
+            kind = "retry" if result.retry else "dead"
+            self.metrics.failed.labels(self.name, kind).inc()
+        return result
+
+    async def _dead(self, items: list[tuple[Entry, str]], attempts: int) -> None:
+        await self.spool.dead_letter(self.name, items, attempts)
+        self.metrics.dead_lettered.labels(self.name).inc(len(items))
+        log.error("events dead-lettered", backend=self.name, events=len(items),
+                  reason=items[0][1] if items else "")
+
+    def _succeeded(self) -> None:
+        if not self.health.healthy:
+            log.info("backend recovered", backend=self.name)
+        self.health = BackendHealth(healthy=True, last_success=time.time())
+        self.metrics.backend_up.labels(self.name).set(1)
+
+    def _failed(self, reason: str) -> None:
+        h = self.health
+        h.consecutive_failures += 1
+        h.last_error = reason
+        h.healthy = h.consecutive_failures < 3
+        self.metrics.backend_up.labels(self.name).set(1 if h.healthy else 0)
+
+    def _count_drop(self, filter_name: str, reason: str) -> None:
+        self.metrics.dropped.labels(f"backend:{self.name}", filter_name, reason).inc()
+
+
+class Delivery:
+    """All workers, started and stopped together."""
+
+    def __init__(self, specs: Sequence[BackendSpec], spool: Spool, metrics: Metrics) -> None:
+        self.workers = {s.name: Worker(s, s.build(), spool, metrics) for s in specs}
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start()
+
+    async def stop(self, timeout: float) -> None:
+        await asyncio.gather(*(w.stop(timeout) for w in self.workers.values()))
+        for worker in self.workers.values():
+            try:
+                await worker.backend.aclose()
+            except Exception:
+                log.exception("backend close failed", backend=worker.name)

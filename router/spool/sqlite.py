@@ -1,0 +1,391 @@
+"""The embedded spool: one SQLite file in WAL mode, written by one thread with group commit.
+
+Every ``append`` from every request waiting at the same moment is written in one transaction
+and one fsync (``synchronous=FULL``), so durability costs one disk flush per *group*, not per
+request. Each backend has a cursor (the last id it acked); rows at or below every cursor are
+deleted in small chunks between writes, so compaction never stalls ingest for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ..errors import Unavailable
+from ..event import now_iso
+from .base import DeadLetter, Entry
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids never reused, cursors stay valid
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    backend  TEXT PRIMARY KEY,
+    position INTEGER NOT NULL               -- the highest id this backend has acked
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    backend   TEXT NOT NULL,
+    event_id  INTEGER NOT NULL,
+    body      BLOB NOT NULL,
+    reason    TEXT NOT NULL,
+    attempts  INTEGER NOT NULL,
+    failed_at TEXT NOT NULL,
+    UNIQUE (backend, event_id)
+);
+CREATE INDEX IF NOT EXISTS dead_letters_backend ON dead_letters (backend, id);
+"""
+_COMPACT_CHUNK = 5000        # rows deleted per transaction: keeps each pause short
+_COMPACT_EVERY = 0.5         # seconds between compaction passes
+_MAX_GROUP = 4096            # operations folded into one transaction at most
+_RETRY_AFTER_FULL = 30.0     # what a full spool tells clients (seconds)
+
+
+@dataclass
+class _Op:
+    """One unit of work for the writer thread; ``done`` is resolved on the event loop."""
+
+    kind: str
+    args: tuple[Any, ...]
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass
+class _Reader:
+    """A backend's place in the log: durable cursor, what was handed out, batches in flight."""
+
+    position: int
+    handed_out: int
+    inflight: deque[list[Any]] = field(default_factory=deque)  # [last_id, acked] per read
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SqliteSpool:
+    """A durable, multi-reader event log in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str, *, max_size: int | None = None,
+                 when_full: str = "reject", synchronous: str = "FULL") -> None:
+        self.path = path
+        self.max_size = max_size
+        self.when_full = when_full
+        self.synchronous = synchronous
+        self.used_bytes = 0
+        self.last_id = 0
+        self.dropped_when_full = 0
+        self._readers: dict[str, _Reader] = {}
+        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="spool-read")
+        self._read_local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self, backends: Sequence[str]) -> None:
+        self._loop = asyncio.get_running_loop()
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        started: asyncio.Future[dict[str, int]] = self._loop.create_future()
+        self._writer = threading.Thread(target=self._write_loop, args=(list(backends), started),
+                                        name="spool-writer", daemon=True)
+        self._writer.start()
+        positions = await started
+        self._readers = {b: _Reader(position=p, handed_out=p) for b, p in positions.items()
+                         if b in backends}
+        orphaned = sorted(set(positions) - set(backends))
+        if orphaned:
+            log.warning("spool keeps events for backends no longer configured",
+                        backends=orphaned, hint="beacon-router dlq purge --backend NAME")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._ops.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        await asyncio.get_running_loop().run_in_executor(self._read_pool, self._close_reader)
+        self._read_pool.shutdown(wait=True)
+
+    # -- ingest side -------------------------------------------------------------------------
+
+    async def append(self, bodies: Sequence[bytes]) -> None:
+        if self._writer is None:
+            raise Unavailable("spool is not open", retry_after=5)
+        if self.max_size and self.used_bytes >= self.max_size and self.when_full == "reject":
+            raise Unavailable(f"spool is full ({self.used_bytes} bytes, max_size "
+                              f"{self.max_size}); try later", retry_after=_RETRY_AFTER_FULL)
+        assert self._loop is not None
+        done = self._loop.create_future()
+        self._ops.put(_Op("append", (bodies,), done))
+        await done
+
+    async def writable(self) -> bool:
+        if self._writer is None or not self._writer.is_alive() or self._failure:
+            return False
+        return not (self.max_size and self.used_bytes >= self.max_size
+                    and self.when_full == "reject")
+
+    # -- delivery side -----------------------------------------------------------------------
+
+    async def read(self, backend: str, limit: int) -> list[Entry]:
+        reader = self._readers[backend]
+        reader.arrived.clear()
+        after = reader.handed_out
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._select, after, limit)
+        if rows:
+            reader.handed_out = rows[-1][0]
+            reader.inflight.append([reader.handed_out, False])
+        return [Entry(row[0], row[1]) for row in rows]
+
+    async def wait(self, backend: str, timeout: float) -> None:
+        arrived = self._readers[backend].arrived
+        if not arrived.is_set():
+            try:
+                await asyncio.wait_for(arrived.wait(), timeout)
+            except TimeoutError:
+                return
+
+    async def ack(self, backend: str, entries: Sequence[Entry]) -> None:
+        """Mark entries handed out by ``read`` done; the cursor moves past contiguous done reads.
+
+        ``entries`` may span several consecutive reads (a worker filling one batch)."""
+        if not entries:
+            return
+        reader = self._readers[backend]
+        first, last = min(int(e.id) for e in entries), max(int(e.id) for e in entries)
+        for batch in reader.inflight:
+            if first <= batch[0] <= last:
+                batch[1] = True
+        new_position = reader.position
+        while reader.inflight and reader.inflight[0][1]:
+            new_position = reader.inflight.popleft()[0]
+        if new_position != reader.position:
+            reader.position = new_position
+            # Not awaited: a lost cursor update only means a redelivery (at-least-once).
+            self._ops.put(_Op("cursor", (backend, new_position)))
+
+    async def dead_letter(self, backend: str, entries: Sequence[tuple[Entry, str]],
+                          attempts: int) -> None:
+        if not entries:
+            return
+        assert self._loop is not None
+        done = self._loop.create_future()
+        rows = [(backend, int(e.id), e.body, reason[:1000], attempts, now_iso())
+                for e, reason in entries]
+        self._ops.put(_Op("dead", (rows,), done))
+        await done
+
+    async def depth(self, backend: str) -> int:
+        return max(0, self.last_id - self._readers[backend].position)
+
+    # -- dead-letter queue (beacon-router dlq ...) -------------------------------------------
+
+    async def dead_letters(self, backend: str, limit: int = 100) -> list[DeadLetter]:
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._query,
+            "SELECT id, backend, body, reason, attempts, failed_at FROM dead_letters "
+            "WHERE backend = ? ORDER BY id LIMIT ?", (backend, limit))
+        return [DeadLetter(*row) for row in rows]
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    def _write_loop(self, backends: list[str], started: asyncio.Future[dict[str, int]]) -> None:
+        assert self._loop is not None
+        try:
+            conn = self._connect()
+            # auto_vacuum must be chosen before the first table exists.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.executescript(_SCHEMA)
+            positions = self._register(conn, backends)
+            self._measure(conn)
+        except sqlite3.Error as exc:
+            self._loop.call_soon_threadsafe(
+                _settle, started, None, Unavailable(f"cannot open spool {self.path}: {exc}"))
+            self._writer = None
+            return
+        self._loop.call_soon_threadsafe(_settle, started, positions, None)
+        last_compaction = 0.0
+        stopping = False
+        while not stopping:
+            try:
+                op = self._ops.get(timeout=_COMPACT_EVERY)
+            except queue.Empty:
+                op = _Op("idle", ())
+            group: list[_Op] = []
+            while True:
+                if op is None:
+                    stopping = True
+                else:
+                    group.append(op)
+                if len(group) >= _MAX_GROUP:
+                    break
+                try:
+                    op = self._ops.get_nowait()
+                except queue.Empty:
+                    break
+            self._commit(conn, group)
+            if time.monotonic() - last_compaction >= _COMPACT_EVERY:
+                self._compact(conn)
+                last_compaction = time.monotonic()
+        conn.close()
+
+    def _register(self, conn: sqlite3.Connection, backends: list[str]) -> dict[str, int]:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self.last_id = row[0] if row else 0
+        # A backend added later starts at the end: it sees new events, not an arbitrary tail.
+        conn.executemany("INSERT OR IGNORE INTO cursors (backend, position) VALUES (?, ?)",
+                         [(b, self.last_id) for b in backends])
+        return dict(conn.execute("SELECT backend, position FROM cursors").fetchall())
+
+    def _commit(self, conn: sqlite3.Connection, group: list[_Op]) -> None:
+        work = [op for op in group if op.kind != "idle"]
+        if not work:
+            return
+        appended = False
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in work:
+                if op.kind == "append":
+                    if self.max_size and self.when_full == "drop_oldest":
+                        self._make_room(conn, sum(len(b) for b in op.args[0]))
+                    conn.executemany("INSERT INTO events (body) VALUES (?)",
+                                     [(b,) for b in op.args[0]])
+                    appended = True
+                elif op.kind == "cursor":
+                    conn.execute("UPDATE cursors SET position = ? WHERE backend = ?",
+                                 (op.args[1], op.args[0]))
+                elif op.kind == "dead":
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO dead_letters "
+                        "(backend, event_id, body, reason, attempts, failed_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", op.args[0])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._failure = str(exc)
+            log.error("spool write failed", error=str(exc), path=self.path)
+            error = Unavailable(f"spool write failed: {exc}", retry_after=5)
+            self._resolve(work, error)
+            return
+        self._failure = None
+        if appended:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            self.last_id = row[0] if row else self.last_id
+        self._measure(conn)
+        self._resolve(work, None, notify=appended)
+
+    def _resolve(self, work: list[_Op], error: Exception | None, notify: bool = False) -> None:
+        futures = [op.done for op in work if op.done is not None]
+        if not futures and not notify:
+            return
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._settle_all, futures, error, notify)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _settle_all(self, futures: list[asyncio.Future[None]], error: Exception | None,
+                    notify: bool) -> None:
+        for fut in futures:
+            _settle(fut, None, error)
+        if notify:
+            for reader in self._readers.values():
+                reader.arrived.set()
+
+    def _measure(self, conn: sqlite3.Connection) -> None:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        self.used_bytes = (pages - free) * page_size
+
+    def _make_room(self, conn: sqlite3.Connection, incoming: int) -> None:
+        """``when_full: drop_oldest``: delete the oldest events until ``incoming`` fits."""
+        assert self.max_size is not None
+        excess = self.used_bytes + incoming - self.max_size
+        if excess <= 0:
+            return
+        rows = conn.execute("SELECT id, length(body) FROM events ORDER BY id LIMIT 10000")
+        cut, freed, count = 0, 0, 0
+        for event_id, size in rows:
+            cut, freed, count = event_id, freed + size + 16, count + 1
+            if freed >= excess:
+                break
+        if cut:
+            conn.execute("DELETE FROM events WHERE id <= ?", (cut,))
+            self.dropped_when_full += count
+            self.used_bytes -= freed
+
+    def _compact(self, conn: sqlite3.Connection) -> None:
+        """Delete rows every backend has acked, a chunk at a time, and hand space back."""
+        row = conn.execute("SELECT min(position) FROM cursors").fetchone()
+        if row is None or row[0] is None:
+            return
+        floor = row[0]
+        first = conn.execute("SELECT min(id) FROM events").fetchone()[0]
+        if first is None or first > floor:
+            return
+        upto = min(floor, first + _COMPACT_CHUNK - 1)
+        try:
+            conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free > 2048:  # return space to the OS after a large backlog drained
+                conn.execute("PRAGMA incremental_vacuum(1024)")
+            self._measure(conn)
+        except sqlite3.Error as exc:
+            log.warning("spool compaction failed", error=str(exc))
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._read_local, "conn", None)
+        if conn is None:
+            conn = self._read_local.conn = self._connect()
+        return conn
+
+    def _select(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return self._reader_conn().execute(
+            "SELECT id, body FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self._reader_conn().execute(sql, params).fetchall()
+
+    def _close_reader(self) -> None:
+        conn = getattr(self._read_local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._read_local.conn = None
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, error: Exception | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)
+
+
