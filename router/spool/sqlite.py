@@ -98,8 +98,10 @@ class SqliteSpool:
 
     async def open(self, backends: Sequence[str]) -> None:
         self._loop = asyncio.get_running_loop()
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(f"cannot open spool {self.path}: {exc.strerror}") from exc
         started: asyncio.Future[dict[str, int]] = self._loop.create_future()
         self._writer = threading.Thread(target=self._write_loop, args=(list(backends), started),
                                         name="spool-writer", daemon=True)

@@ -1,0 +1,166 @@
+"""Delivery workers against a real SQLite spool and a MockBackend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router.backends.base import SendResult
+from router.config import loads
+from router.delivery import Worker, backoff
+from router.event import Event
+from router.metrics import Metrics
+from router.spool import SqliteSpool
+from router.testing import MockBackend
+
+BACKEND = """
+backends:
+  test:
+    type: router.testing:MockBackend
+    batch: {max_events: %(max_events)s, max_wait: 50ms}
+    retry: {initial: 10ms, max: 20ms, give_up_after: %(give_up)s}
+    %(extra)s
+"""
+
+
+def spec(max_events=10, give_up="1h", extra=""):
+    text = BACKEND % {"max_events": max_events, "give_up": give_up, "extra": extra}
+    return loads(text).backends["test"]
+
+
+@pytest.fixture
+async def spool(tmp_path):
+    s = SqliteSpool(str(tmp_path / "spool.db"))
+    await s.open(["test"])
+    yield s
+    await s.close()
+
+
+async def put(spool, n, **data):
+    events = [Event.new({"i": i, **data}) for i in range(n)]
+    await spool.append([e.to_json() for e in events])
+    return events
+
+
+async def until(predicate, timeout=10.0):
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def run_worker(spool, backend, **kw):
+    worker = Worker(spec(**kw), backend, spool, Metrics())
+    worker.start()
+    return worker
+
+
+async def test_every_event_is_delivered_once_in_batches_and_acked(spool):
+    sent = await put(spool, 25)
+    backend = MockBackend()
+    worker = await run_worker(spool, backend, max_events=10)
+    await until(lambda: len(backend.events) == 25)
+    await until(lambda: worker.health.last_success is not None)
+    assert [e.uuid for e in backend.events] == [e.uuid for e in sent]
+    assert max(len(b) for b in backend.batches) <= 10
+    await worker.stop(1)
+    assert await spool.depth("test") == 0
+
+
+async def test_retryable_failure_is_retried_until_delivered(spool):
+    await put(spool, 3)
+    answers = [SendResult.retry_all(3, "HTTP 503"), SendResult.retry_all(3, "HTTP 503")]
+    backend = MockBackend(handler=lambda b: answers.pop(0) if answers else SendResult.delivered())
+    worker = await run_worker(spool, backend)
+    await until(lambda: len(backend.batches) == 3)
+    await until(lambda: worker.health.consecutive_failures == 0)
+    await worker.stop(1)
+    assert await spool.depth("test") == 0
+    assert await spool.dead_letters("test") == []
+
+
+async def test_permanent_failure_goes_to_the_dead_letter_queue_with_reason(spool):
+    await put(spool, 2)
+    backend = MockBackend(handler=lambda b: SendResult.dead_all(len(b), "HTTP 400: bad"))
+    worker = await run_worker(spool, backend)
+    await until(lambda: len(backend.batches) == 1)
+    await until(lambda: spool._readers["test"].position > 0)
+    dead = await spool.dead_letters("test")
+    assert [(d.reason, d.attempts) for d in dead] == [("HTTP 400: bad", 1)] * 2
+    await worker.stop(1)
+
+
+async def test_partial_result_retries_only_the_named_events(spool):
+    sent = await put(spool, 3)
+    calls = []
+
+    def handler(batch):
+        calls.append([e.uuid for e in batch])
+        if len(calls) == 1:
+            return SendResult(retry=(2,), dead={0: "too big"}, reason="partial")
+        return SendResult.delivered()
+
+    backend = MockBackend(handler=handler)
+    worker = await run_worker(spool, backend)
+    await until(lambda: len(calls) == 2)
+    assert calls[1] == [sent[2].uuid]
+    await until(lambda: spool._readers["test"].position == 3)
+    assert [d.reason for d in await spool.dead_letters("test")] == ["too big"]
+    await worker.stop(1)
+
+
+async def test_events_that_keep_failing_are_dead_lettered_after_give_up_after(spool):
+    await put(spool, 1)
+    backend = MockBackend(handler=lambda b: SendResult.retry_all(len(b), "HTTP 500"))
+    worker = await run_worker(spool, backend, give_up="50ms")
+    await until(lambda: spool._readers["test"].position == 1)
+    dead = await spool.dead_letters("test")
+    assert len(dead) == 1 and dead[0].reason.startswith("gave up after")
+    assert dead[0].attempts >= 2
+    await worker.stop(1)
+
+
+async def test_backend_exception_is_treated_as_retryable_not_fatal(spool):
+    await put(spool, 1)
+    calls = []
+
+    def handler(batch):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return SendResult.delivered()
+
+    backend = MockBackend(handler=handler)
+    worker = await run_worker(spool, backend)
+    await until(lambda: len(calls) == 2)
+    await until(lambda: spool._readers["test"].position == 1)
+    await worker.stop(1)
+
+
+async def test_when_and_backend_filters_apply_before_sending(spool):
+    await put(spool, 2, version="2.1", secret="x")
+    await put(spool, 2, version="1.0", secret="x")
+    backend = MockBackend()
+    extra = "when: {field: version, matches: '^2\\.'}\n    filters: [{type: drop, fields: [secret]}]"
+    worker = await run_worker(spool, backend, extra=extra)
+    await until(lambda: spool._readers["test"].position == 4)
+    assert [e.data["version"] for e in backend.events] == ["2.1", "2.1"]
+    assert all("secret" not in e.data for e in backend.events)
+    await worker.stop(1)
+
+
+async def test_stop_during_retry_leaves_the_batch_in_the_spool(spool):
+    await put(spool, 2)
+    backend = MockBackend(handler=lambda b: SendResult.retry_all(len(b), "down"))
+    worker = await run_worker(spool, backend)
+    await until(lambda: len(backend.batches) >= 1)
+    await worker.stop(1)
+    assert await spool.depth("test") == 2
+
+
+def test_backoff_never_comes_before_retry_after_and_stays_under_max():
+    for attempt in range(1, 40):
+        assert 0 <= backoff(attempt, 1.0, 600.0, None) <= 600.0
+        assert backoff(attempt, 1.0, 600.0, 30.0) >= 30.0
