@@ -1,0 +1,270 @@
+"""``type: store`` — the ops team's own database of beacons: SQLite or PostgreSQL.
+
+One row per event, keyed by its ``uuid`` so a redelivered batch never duplicates rows:
+
+    uuid         text, primary key
+    received_at  timestamp, indexed       (SQLite: ISO 8601 UTC text, which sorts by time)
+    event        text, indexed            the event name
+    source       text                     beacon, posthog, ...
+    distinct_id  text, indexed            the value at the ``distinct_id:`` field path
+    version      text, indexed            the value at the ``version:`` field path
+    data         JSON (PostgreSQL: jsonb) the event's fields as the backend's filters left them
+
+Rows older than ``retention`` are deleted from ``send``, at most once every few minutes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ...config import Duration, masked
+from ...errors import RetryableError
+from ...event import Event
+from .. import register
+from ..base import Backend, Options, Request, SendResult
+
+log = structlog.get_logger(__name__)
+
+PRUNE_EVERY = 300.0  # seconds between retention passes; each one is an indexed range delete
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class StoreOptions(Options):
+    """Where the rows go, how long they stay, and which fields fill the indexed columns."""
+
+    url: str
+    table: str = "beacons"
+    schema_: str | None = Field(None, alias="schema", description="PostgreSQL schema")
+    retention: Duration | None = Field(None, gt=0)
+    distinct_id: str = "installation_id"
+    version: str = "version"
+    password: SecretStr | None = None
+    pool_max: int = Field(4, ge=1, le=64)
+    timeout: Duration = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, v: str) -> str:
+        parse_url(v)
+        return v
+
+    @field_validator("table", "schema_")
+    @classmethod
+    def _identifier(cls, v: str | None) -> str | None:
+        if v is not None and not _IDENTIFIER.match(v):
+            raise ValueError("use letters, digits and _ (not starting with a digit), at most 63")
+        return v
+
+    @model_validator(mode="after")
+    def _postgres_only_keys(self) -> StoreOptions:
+        if parse_url(self.url)[0] == "sqlite":
+            for key, value in (("schema", self.schema_), ("password", self.password)):
+                if value is not None:
+                    raise ValueError(f"`{key}:` applies to postgresql:// URLs only")
+        return self
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``("sqlite", path)`` or ``("postgresql", dsn)``; ValueError for anything else."""
+    if url.startswith("sqlite:///"):
+        # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path.
+        path = url.removeprefix("sqlite:///")
+        if not path or path.endswith("/"):
+            raise ValueError("sqlite:/// needs a file path, e.g. sqlite:///data/beacons.db")
+        return "sqlite", path
+    if re.match(r"^postgres(ql)?://", url):
+        return "postgresql", url
+    raise ValueError("must be sqlite:///path/to/file.db or postgresql://user@host:port/db")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One event as stored; ``data`` is already JSON text."""
+
+    uuid: str
+    received_at: datetime
+    event: str
+    source: str
+    distinct_id: str | None
+    version: str | None
+    data: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as ``dry-run`` shows it."""
+        return {
+            "uuid": self.uuid,
+            "received_at": iso_utc(self.received_at),
+            "event": self.event,
+            "source": self.source,
+            "distinct_id": self.distinct_id,
+            "version": self.version,
+            "data": orjson.loads(self.data),
+        }
+
+
+class Engine(Protocol):
+    """What the SQLite and PostgreSQL stores both do."""
+
+    async def migrate(self) -> None:
+        """Create the table and its indexes if missing; raise RetryableError if unreachable."""
+
+    async def insert(self, rows: Sequence[Row]) -> dict[int, str]:
+        """Insert rows, skipping known uuids; return rows refused for good, by index, with why."""
+
+    async def prune(self, cutoff: datetime) -> int:
+        """Delete rows received before ``cutoff``; return how many."""
+
+    async def aclose(self) -> None: ...
+
+
+@register
+class StoreBackend(Backend):
+    """Writes every event as one row, idempotently, into SQLite or PostgreSQL."""
+
+    type = "store"
+    Options = StoreOptions
+
+    def __init__(self, name: str, options: StoreOptions) -> None:
+        super().__init__(name, options)
+        self.options: StoreOptions = options
+        self.engine = _engine(name, options)
+        self._migrated = False
+        self._next_prune = 0.0  # monotonic time; 0 = prune on the first send
+
+    @property
+    def table(self) -> str:
+        """The table as named in SQL: ``schema.table`` on PostgreSQL."""
+        if parse_url(self.options.url)[0] == "sqlite":
+            return self.options.table
+        return f"{self.options.schema_ or 'public'}.{self.options.table}"
+
+    def render(self, batch: Sequence[Event]) -> list[Request]:
+        rows, dead = self.rows(batch)
+        body: list[Any] = [row.to_dict() for row in rows.values()]
+        body += [{"uuid": batch[i].uuid, "refused": why} for i, why in dead.items()]
+        return [Request("INSERT", masked(self.options.url), {"table": self.table}, body)]
+
+    async def migrate(self) -> None:
+        """Create the table and indexes (``beacon-router migrate``); RetryableError if it cannot."""
+        await self.engine.migrate()
+        self._migrated = True
+
+    async def send(self, batch: Sequence[Event]) -> SendResult:
+        if not batch:
+            return SendResult.delivered()
+        rows, dead = self.rows(batch)
+        indexes = list(rows)
+        try:
+            if not self._migrated:
+                await self.migrate()
+            refused = await self.engine.insert([rows[i] for i in indexes])
+        except RetryableError as exc:
+            return SendResult.retry_all(len(batch), exc.reason)
+        dead.update({indexes[j]: why for j, why in refused.items()})
+        await self._prune_if_due()
+        if not dead:
+            return SendResult.delivered()
+        first = next(iter(dead.values()))
+        return SendResult(dead=dead, reason=f"{len(dead)} of {len(batch)} refused: {first}")
+
+    async def prune(self) -> int:
+        """Delete rows older than ``retention`` now; 0 if no retention is set."""
+        if self.options.retention is None:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.options.retention)
+        deleted = await self.engine.prune(cutoff)
+        if deleted:
+            log.info("store retention pass", backend=self.name, deleted=deleted)
+        return deleted
+
+    async def _prune_if_due(self) -> None:
+        if self.options.retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        try:
+            await self.prune()
+        except RetryableError as exc:
+            # The batch is stored; a failed clean-up must not make the worker send it again.
+            log.warning("store retention pass failed", backend=self.name, reason=exc.reason)
+
+    def rows(self, batch: Sequence[Event]) -> tuple[dict[int, Row], dict[int, str]]:
+        """Rows by batch index, and the events that cannot become a row, with why."""
+        rows: dict[int, Row] = {}
+        dead: dict[int, str] = {}
+        for i, event in enumerate(batch):
+            try:
+                rows[i] = to_row(event, self.options.distinct_id, self.options.version)
+            except ValueError as exc:
+                dead[i] = str(exc)
+        return rows, dead
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def to_row(event: Event, distinct_id_path: str, version_path: str) -> Row:
+    """The row for an event; ValueError (with a reason free of event data) if it has none."""
+    try:
+        received_at = parse_timestamp(event.received_at)
+    except (TypeError, ValueError):
+        raise ValueError("received_at is not an ISO 8601 timestamp") from None
+    try:
+        data = orjson.dumps(event.data).decode()
+    except TypeError:
+        raise ValueError("data cannot be encoded as JSON") from None
+    return Row(
+        uuid=event.uuid,
+        received_at=received_at,
+        event=event.name,
+        source=event.source,
+        distinct_id=as_text(event.get(distinct_id_path)),
+        version=as_text(event.get(version_path)),
+        data=data,
+    )
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An aware UTC datetime from ISO 8601; a timestamp without offset is taken as UTC."""
+    when = datetime.fromisoformat(value)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def iso_utc(when: datetime) -> str:
+    """``2024-05-01T12:00:00.000Z``: fixed width, so text comparison is time order (SQLite)."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_text(value: Any) -> str | None:
+    """An indexed column's value: strings as they are, anything else as JSON, absent as NULL."""
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _engine(name: str, options: StoreOptions) -> Engine:
+    kind, target = parse_url(options.url)
+    if kind == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(Path(target), options.table, name=name)
+    from .postgres import PostgresStore
+
+    password = options.password.get_secret_value() if options.password else None
+    return PostgresStore(
+        target,
+        schema=options.schema_ or "public",
+        table=options.table,
+        password=password or None,
+        pool_max=options.pool_max,
+        timeout=options.timeout,
+    )
