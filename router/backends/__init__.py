@@ -14,7 +14,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 
 # Importing the modules fills BACKENDS through @register.
-from . import file, stdout, store, webhook  # noqa: E402
+from . import amplitude, file, mixpanel, posthog, segment, stdout, store, webhook  # noqa: E402
 
 __all__ = ["BACKENDS", "Backend", "Options", "Request", "SendResult", "register",
-           "file", "stdout", "store", "webhook"]
+           "amplitude", "file", "mixpanel", "posthog", "segment", "stdout", "store", "webhook"]
