@@ -1,1 +1,342 @@
-"""(being written)"""
+"""Field-shaping filters: drop, keep, rename, set, default, coerce.
+
+Each works on dotted paths (``platform.os``) in ``event.data`` and edits it in place. A missing
+field is never an error: there is simply nothing to do for it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from ..event import _MISSING, Event, delete_path, get_path, set_path, split_path
+from . import register
+from .base import Filter, Options
+
+_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
+
+
+def _valid_path(value: str) -> str:
+    if not _PATH.fullmatch(value):
+        raise ValueError(f"{value!r} is not a field path (names joined by dots, e.g. platform.os)")
+    return value
+
+
+FieldPath = Annotated[str, AfterValidator(_valid_path)]
+"""A dotted path into ``event.data``, checked at config load: ``platform.os``, ``counts.users``."""
+
+Path = tuple[str, ...]
+
+
+def json_value(value: Any) -> Any:
+    """A YAML value as JSON can carry it: dates become ISO strings; sets and bytes are refused."""
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        # YAML reads an unquoted 2024-01-01 as a date; the event must stay plain JSON.
+        return value.isoformat()
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError(f"{value!r} is not a JSON value (string, number, bool, null, list, mapping)")
+
+
+JsonValue = Annotated[Any, AfterValidator(json_value)]
+
+
+def replace_path(data: dict[str, Any], path: Path, value: Any) -> None:
+    """Replace the value at an existing path, in a dict or a list, without reshaping anything.
+
+    Unlike ``set_path`` this never turns a list on the way into a dict, so ``tags.0`` is safe.
+    """
+    parent = get_path(data, path[:-1]) if len(path) > 1 else data
+    last = path[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
+        parent[int(last)] = value
+
+
+# --- drop / keep ---------------------------------------------------------------------------------
+
+
+class FieldsOptions(Options):
+    """``fields:`` — a non-empty list of dotted paths."""
+
+    fields: list[FieldPath] = Field(min_length=1)
+
+
+@register
+class Drop(Filter):
+    """Remove the listed paths."""
+
+    type = "drop"
+    Options = FieldsOptions
+
+    def __init__(self, options: FieldsOptions) -> None:
+        super().__init__(options)
+        self._paths = [split_path(p) for p in options.fields]
+
+    def __call__(self, event: Event) -> Event | None:
+        for path in self._paths:
+            delete_path(event.data, path)
+        return event
+
+
+_WHOLE = None  # a leaf of the keep-tree: keep the value as it is, whatever it holds
+KeepTree = dict[str, "KeepTree | None"]
+
+
+def keep_tree(paths: list[str]) -> KeepTree:
+    """``[a, b.c, b.d]`` → ``{a: None, b: {c: None, d: None}}``; a shorter path wins."""
+    tree: KeepTree = {}
+    for path in sorted(paths, key=lambda p: p.count(".")):
+        node: KeepTree | None = tree
+        *parents, leaf = split_path(path)
+        for part in parents:
+            assert node is not None
+            if part in node and node[part] is _WHOLE:
+                node = None  # an ancestor is already kept whole
+                break
+            node = node.setdefault(part, {})
+        if node is not None:
+            node[leaf] = _WHOLE
+    return tree
+
+
+def project(data: dict[str, Any], tree: KeepTree) -> dict[str, Any]:
+    """The part of ``data`` the tree names; objects left empty by the projection are omitted."""
+    out: dict[str, Any] = {}
+    for key, sub in tree.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if sub is _WHOLE:
+            out[key] = value
+        elif isinstance(value, dict):
+            kept = project(value, sub)
+            if kept:
+                out[key] = kept
+    return out
+
+
+@register
+class Keep(Filter):
+    """Allowlist: keep only the listed paths (nested paths keep only the named leaves)."""
+
+    type = "keep"
+    Options = FieldsOptions
+
+    def __init__(self, options: FieldsOptions) -> None:
+        super().__init__(options)
+        self._tree = keep_tree(options.fields)
+
+    def __call__(self, event: Event) -> Event | None:
+        event.data = project(event.data, self._tree)
+        return event
+
+
+# --- rename / set / default ----------------------------------------------------------------------
+
+
+class RenameOptions(Options):
+    """``fields: {old.path: new.path}``, applied in the order written."""
+
+    fields: dict[FieldPath, FieldPath] = Field(min_length=1)
+
+    @field_validator("fields")
+    @classmethod
+    def _no_self_rename(cls, v: dict[str, str]) -> dict[str, str]:
+        for old, new in v.items():
+            if old == new:
+                raise ValueError(f"{old!r} is renamed to itself")
+        return v
+
+
+@register
+class Rename(Filter):
+    """Move values from one path to another; an existing value at the new path is replaced."""
+
+    type = "rename"
+    Options = RenameOptions
+
+    def __init__(self, options: RenameOptions) -> None:
+        super().__init__(options)
+        self._moves = [(split_path(old), split_path(new)) for old, new in options.fields.items()]
+
+    def __call__(self, event: Event) -> Event | None:
+        data = event.data
+        for old, new in self._moves:
+            value = get_path(data, old, _MISSING)
+            if value is not _MISSING and delete_path(data, old):
+                set_path(data, new, value)
+        return event
+
+
+class AssignOptions(Options):
+    """``fields: {path: value}`` — the values are any JSON value."""
+
+    fields: dict[FieldPath, JsonValue] = Field(min_length=1)
+
+
+def _assignments(fields: dict[str, Any]) -> list[tuple[Path, Any, bool]]:
+    # Containers are copied per event: a later filter editing one event must not edit the config.
+    return [(split_path(p), v, isinstance(v, dict | list)) for p, v in fields.items()]
+
+
+@register
+class Set(Filter):
+    """Write the given values, replacing whatever is there."""
+
+    type = "set"
+    Options = AssignOptions
+
+    def __init__(self, options: AssignOptions) -> None:
+        super().__init__(options)
+        self._assignments = _assignments(options.fields)
+
+    def __call__(self, event: Event) -> Event | None:
+        for path, value, mutable in self._assignments:
+            set_path(event.data, path, copy.deepcopy(value) if mutable else value)
+        return event
+
+
+@register
+class Default(Filter):
+    """Write the given values only where the path is absent (an explicit null is kept)."""
+
+    type = "default"
+    Options = AssignOptions
+
+    def __init__(self, options: AssignOptions) -> None:
+        super().__init__(options)
+        self._assignments = _assignments(options.fields)
+
+    def __call__(self, event: Event) -> Event | None:
+        data = event.data
+        for path, value, mutable in self._assignments:
+            if get_path(data, path, _MISSING) is _MISSING:
+                set_path(data, path, copy.deepcopy(value) if mutable else value)
+        return event
+
+
+# --- coerce --------------------------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+class CoerceFailed(ValueError):
+    """The value has no sensible form of the wanted type."""
+
+
+def to_int(value: Any) -> int:
+    """``"37"``/``37.0``/``true`` → int; fractional, non-finite or non-numeric values fail."""
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise CoerceFailed
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT.fullmatch(text):
+            try:
+                return int(text)
+            except ValueError:  # over Python's 4300-digit limit
+                raise CoerceFailed from None
+        if _FLOAT.fullmatch(text):
+            return to_int(to_float(text))
+    raise CoerceFailed
+
+
+def to_float(value: Any) -> float:
+    """``"0.25"``/``3``/``true`` → float; NaN and infinities fail (JSON cannot carry them)."""
+    numeric = isinstance(value, bool | int | float)
+    if not numeric and not (isinstance(value, str) and _FLOAT.fullmatch(value.strip())):
+        raise CoerceFailed
+    try:
+        result = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise CoerceFailed from None
+    if not math.isfinite(result):
+        raise CoerceFailed
+    return result
+
+
+def to_str(value: Any) -> str:
+    """Numbers → their decimal form; booleans → ``"true"``/``"false"``; null and objects fail."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    raise CoerceFailed
+
+
+def to_bool(value: Any) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case) and the numbers 1/0; anything else fails."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise CoerceFailed
+
+
+CONVERTERS = {"int": to_int, "float": to_float, "str": to_str, "bool": to_bool}
+
+
+class CoerceOptions(Options):
+    """``fields: {path: int|float|str|bool}`` and what to do when a value cannot be converted."""
+
+    fields: dict[FieldPath, Literal["int", "float", "str", "bool"]] = Field(min_length=1)
+    on_error: Literal["keep", "remove", "drop_event"] = "keep"
+
+
+@register
+class Coerce(Filter):
+    """Convert values to the given types: ``"37"`` → 37, ``"true"`` → true, 1.5 → ``"1.5"``."""
+
+    type = "coerce"
+    Options = CoerceOptions
+    drop_reason = "coerce_failed"
+
+    def __init__(self, options: CoerceOptions) -> None:
+        super().__init__(options)
+        self._conversions = [(split_path(p), CONVERTERS[t]) for p, t in options.fields.items()]
+        self._on_error = options.on_error
+
+    def __call__(self, event: Event) -> Event | None:
+        data = event.data
+        for path, convert in self._conversions:
+            value = get_path(data, path, _MISSING)
+            if value is _MISSING:
+                continue
+            try:
+                converted = convert(value)
+            except CoerceFailed:
+                if self._on_error == "drop_event":
+                    return None
+                if self._on_error == "remove":
+                    delete_path(data, path)
+                continue
+            if converted is not value:
+                replace_path(data, path, converted)
+        return event

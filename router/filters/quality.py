@@ -1,1 +1,313 @@
-"""(being written)"""
+"""Filters that decide whether an event goes on: validate, opt_out, sample, dedupe."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal, Protocol
+
+import fastjsonschema
+import orjson
+import structlog
+from pydantic import Field, field_validator
+
+from ..config import Duration
+from ..errors import BadRequest, ConfigError
+from ..event import _MISSING, Event, get_path, split_path
+from . import register
+from .base import Filter, Options
+from .fields import FieldPath
+from .privacy import canonical_bytes
+
+log = structlog.get_logger()
+
+# --- validate ------------------------------------------------------------------------------------
+
+
+class _NoRemoteRefs(Mapping[str, Callable[[str], Any]]):
+    """fastjsonschema's ref handlers, for every URI scheme: refuse.
+
+    Left alone, fastjsonschema downloads a ``$ref`` to any URL at startup; a schema must be
+    self-contained so that what it checks is what is in the repository.
+    """
+
+    def __getitem__(self, scheme: str) -> Callable[[str], Any]:
+        return self._refuse
+
+    def __contains__(self, scheme: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    @staticmethod
+    def _refuse(uri: str) -> Any:
+        raise ValueError(f"$ref {uri!r} points outside the schema; schemas must be self-contained")
+
+
+def compile_schema(path: str) -> Callable[[Any], Any]:
+    """The validator for the JSON Schema file at ``path``; ValueError naming what is wrong."""
+    try:
+        with open(path, "rb") as fh:
+            schema = orjson.loads(fh.read())
+    except OSError as exc:
+        raise ValueError(f"cannot read schema {path}: {exc.strerror or exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"schema {path} is not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict | bool):
+        raise ValueError(f"schema {path} must be a JSON object")
+    try:
+        # use_default=False: validating must not quietly add fields to the event.
+        return fastjsonschema.compile(schema, handlers=_NoRemoteRefs(), use_default=False)
+    except Exception as exc:  # fastjsonschema signals bad schemas with many exception types
+        raise ValueError(f"schema {path} is not a usable JSON Schema: {exc}") from exc
+
+
+class ValidateOptions(Options):
+    """``schema`` (a JSON Schema file, draft-04/06/07) and ``on_invalid: drop | reject``."""
+
+    schema_: str = Field(alias="schema")
+    on_invalid: Literal["drop", "reject"] = "drop"
+
+    @field_validator("schema_")
+    @classmethod
+    def _usable(cls, v: str) -> str:
+        compile_schema(v)  # so a bad schema fails `beacon-router check`, with file, line and key
+        return v
+
+
+def _field_name(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    # fastjsonschema names the root "data" ("data.platform.os"); ops know it as the event's data.
+    name = exc.name or "data"
+    return name.removeprefix("data.") if name != "data" else "(the event)"
+
+
+@register
+class Validate(Filter):
+    """Check ``event.data`` against a JSON Schema; drop or reject (400) what does not match."""
+
+    type = "validate"
+    Options = ValidateOptions
+    drop_reason = "invalid"
+
+    def __init__(self, options: ValidateOptions) -> None:
+        super().__init__(options)
+        try:
+            self._validate = compile_schema(options.schema_)
+        except ValueError as exc:  # the file changed since the config was checked
+            raise ConfigError(str(exc), file=options.schema_) from exc
+        self._reject = options.on_invalid == "reject"
+
+    def __call__(self, event: Event) -> Event | None:
+        try:
+            self._validate(event.data)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            field = _field_name(exc)
+            # The message may quote the event's own keys, never its values; the log gets neither.
+            log.debug("event_invalid", field=field, rule=exc.rule)
+            if self._reject:
+                message = (exc.message or "").replace(exc.name or "data", field, 1)
+                raise BadRequest(f"invalid event: {message} (schema rule {exc.rule})") from None
+            return None
+        return event
+
+
+# --- opt_out -------------------------------------------------------------------------------------
+
+_OFF_VALUES: list[Any] = [False, "false", "0", 0, "off", "no"]
+
+
+class OptOutOptions(Options):
+    """``headers`` (DNT / Sec-GPC), and the payload ``flag`` whose ``values`` mean "opted out"."""
+
+    headers: bool = True
+    flag: FieldPath | None = "telemetry"
+    values: list[str | bool | int | float | None] = Field(
+        default_factory=lambda: list(_OFF_VALUES), min_length=1
+    )
+
+
+class _Matcher:
+    """Membership that keeps JSON types apart (``false`` is not ``0``); strings ignore case."""
+
+    def __init__(self, values: list[Any]) -> None:
+        self.strings = {v.strip().lower() for v in values if isinstance(v, str)}
+        self.bools = {v for v in values if isinstance(v, bool)}
+        self.numbers = {v for v in values if isinstance(v, int | float) and not isinstance(v, bool)}
+        self.null = any(v is None for v in values)
+
+    def __contains__(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return value.strip().lower() in self.strings
+        if isinstance(value, bool):
+            return value in self.bools
+        if isinstance(value, int | float):
+            return value in self.numbers
+        return value is None and self.null
+
+
+@register
+class OptOut(Filter):
+    """Drop events whose sender opted out: DNT: 1 / Sec-GPC: 1, or ``"telemetry": false``."""
+
+    type = "opt_out"
+    Options = OptOutOptions
+    drop_reason = "opted_out"
+
+    def __init__(self, options: OptOutOptions) -> None:
+        super().__init__(options)
+        self._headers = options.headers
+        self._flag = split_path(options.flag) if options.flag is not None else None
+        self._off = _Matcher(options.values)
+
+    def __call__(self, event: Event) -> Event | None:
+        context = event.context  # None after the spool: the headers were checked at ingest
+        if self._headers and context is not None and (context.dnt or context.gpc):
+            return None
+        if self._flag is not None:
+            value = get_path(event.data, self._flag, _MISSING)
+            if value is not _MISSING and value in self._off:
+                return None
+        return event
+
+
+# --- sample --------------------------------------------------------------------------------------
+
+_SPAN = 2**64
+
+
+def unit_hash(value: Any, salt: bytes = b"") -> int:
+    """A value's stable position in [0, 2**64): the same value always lands in the same place."""
+    digest = hashlib.blake2b(canonical_bytes(value), digest_size=8, key=salt[:64]).digest()
+    return int.from_bytes(digest, "big")
+
+
+class SampleOptions(Options):
+    """``rate`` in [0, 1]; with ``key``, the same key value is always kept or always dropped."""
+
+    rate: float = Field(ge=0.0, le=1.0)
+    key: FieldPath | None = None
+    salt: str = Field("", max_length=64)
+
+
+@register
+class Sample(Filter):
+    """Keep a fraction ``rate`` of events: per ``key`` value when given, else at random."""
+
+    type = "sample"
+    Options = SampleOptions
+    drop_reason = "sampled_out"
+
+    def __init__(self, options: SampleOptions, *, rng: random.Random | None = None) -> None:
+        super().__init__(options)
+        self._rate = options.rate
+        self._threshold = int(options.rate * _SPAN)  # kept: unit_hash(value) < threshold
+        self._key = split_path(options.key) if options.key is not None else None
+        self._salt = options.salt.encode("utf-8")
+        self._random = (rng or random.Random()).random
+
+    def __call__(self, event: Event) -> Event | None:
+        if self._key is not None:
+            value = get_path(event.data, self._key, _MISSING)
+            if value is not _MISSING and value is not None:
+                return event if unit_hash(value, self._salt) < self._threshold else None
+        # No key, or an event without one: a coin flip keeps the same fraction.
+        return event if self._random() < self._rate else None
+
+
+# --- dedupe --------------------------------------------------------------------------------------
+
+
+class SeenSet(Protocol):
+    """Remembers keys for a window; a shared (e.g. Redis) one can replace the in-memory one."""
+
+    def seen(self, key: bytes, now: float) -> bool:
+        """True if ``key`` was recorded less than a window ago; else record it at ``now``."""
+        ...
+
+
+class MemorySeenSet:
+    """An in-process SeenSet: at most ``max_keys`` keys, oldest forgotten first, O(1) per call.
+
+    The window is fixed from the first sighting (a duplicate does not extend it), so a client
+    retrying every hour is still counted once a day rather than never again.
+    """
+
+    def __init__(self, window: float, max_keys: int) -> None:
+        self.window, self.max_keys = window, max_keys
+        self._first_seen: OrderedDict[bytes, float] = OrderedDict()  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._first_seen)
+
+    def seen(self, key: bytes, now: float) -> bool:
+        keys = self._first_seen
+        # Entries are in time order, so expiry only ever looks at the front.
+        while keys:
+            oldest, at = next(iter(keys.items()))
+            if now - at < self.window:
+                break
+            del keys[oldest]
+        if key in keys:
+            return True
+        keys[key] = now
+        if len(keys) > self.max_keys:
+            keys.popitem(last=False)
+        return False
+
+
+class DedupeOptions(Options):
+    """``fields`` that identify a sender, the ``window`` to count it once in, a memory bound."""
+
+    fields: list[FieldPath] = Field(min_length=1)
+    window: Duration = Field(gt=0)
+    max_keys: int = Field(1_000_000, gt=0)
+    by_name: bool = True
+
+
+@register
+class Dedupe(Filter):
+    """Drop an event whose key fields were already seen within ``window`` (e.g. retries)."""
+
+    type = "dedupe"
+    Options = DedupeOptions
+    drop_reason = "duplicate"
+
+    def __init__(
+        self,
+        options: DedupeOptions,
+        *,
+        seen: SeenSet | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(options)
+        self._paths = [split_path(p) for p in options.fields]
+        self._by_name = options.by_name
+        self._seen = seen if seen is not None else MemorySeenSet(options.window, options.max_keys)
+        self._clock = clock
+
+    def key(self, event: Event) -> bytes | None:
+        """A digest of the key values (never the values themselves); None if all are missing."""
+        values = [get_path(event.data, path, _MISSING) for path in self._paths]
+        if all(v is _MISSING for v in values):
+            return None  # nothing identifies the sender: never a duplicate of another such event
+        digest = hashlib.blake2b(digest_size=16)
+        if self._by_name:
+            digest.update(canonical_bytes(event.name) + b"\0")
+        for v in values:
+            # A length prefix keeps ("ab", "c") and ("a", "bc") apart; b"-" marks a missing field.
+            part = b"-" if v is _MISSING else b"=" + canonical_bytes(v)
+            digest.update(len(part).to_bytes(8, "big") + part)
+        return digest.digest()
+
+    def __call__(self, event: Event) -> Event | None:
+        key = self.key(event)
+        if key is not None and self._seen.seen(key, self._clock()):
+            return None
+        return event
