@@ -1,0 +1,71 @@
+"""The shape every decoded body must have: an object, or a non-empty array of objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BadRequest
+from .limits import Limits
+
+_KINDS: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def as_events(
+    doc: Any, limits: Limits, *, fmt: str, max_possible_depth: int | None = None
+) -> list[dict[str, Any]]:
+    """``doc`` as a list of events, or BadRequest saying which rule it breaks.
+
+    ``fmt`` names the format in messages (``"JSON"``). ``max_possible_depth`` is an upper bound
+    on the document's nesting known from the decoder; when it is within the limit the (linear)
+    depth walk is skipped.
+    """
+    if type(doc) is dict:
+        events = [doc]
+    elif type(doc) is list:
+        if not doc:
+            raise BadRequest("body is an empty array; send at least one event")
+        if len(doc) > limits.max_events:
+            raise BadRequest(f"{len(doc)} events, at most {limits.max_events} per request")
+        for index, item in enumerate(doc):
+            if type(item) is not dict:
+                raise BadRequest(f"item {index} of the array is {kind(item)}, expected an object")
+        events = doc
+    else:
+        raise BadRequest(f"body must be a {fmt} object or an array of objects, got {kind(doc)}")
+    may_be_too_deep = max_possible_depth is None or max_possible_depth > limits.max_depth
+    if may_be_too_deep and exceeds_depth(doc, limits.max_depth):
+        raise too_deep(limits.max_depth)
+    return events
+
+
+def exceeds_depth(doc: dict[str, Any] | list[Any], max_depth: int) -> bool:
+    """Whether objects and arrays nest more than ``max_depth`` levels (``doc`` itself is 1)."""
+    # Iterative, so a hostile document cannot exhaust the interpreter stack, and it stops at the
+    # first container found too deep.
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                if depth >= max_depth:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def too_deep(max_depth: int) -> BadRequest:
+    """The one error every decoder raises for a body nested past ``max_depth``."""
+    return BadRequest(f"body is nested more than {max_depth} levels deep")
+
+
+def kind(value: Any) -> str:
+    """What a decoded value is, in JSON's words: ``an object``, ``a string``, ``null``…"""
+    return _KINDS.get(type(value), type(value).__name__)
