@@ -292,10 +292,15 @@ class Bucket(Filter):
     def __init__(self, options: BucketOptions) -> None:
         super().__init__(options)
         self._edges = list(options.edges)
-        if options.labels is not None:
-            self._labels, self._below = list(options.labels), None
-        else:
-            self._labels, self._below = default_labels(self._edges)
+        labels, below = (
+            (list(options.labels), None)
+            if options.labels is not None
+            else default_labels(self._edges)
+        )
+        self.labels: tuple[str, ...] = tuple(labels)
+        """One label per bucket, lowest first: bucket i holds edges[i-1] < value <= edges[i]."""
+        self.below_label: str | None = below
+        """The label of values below 0 when the default labels start at 0, else None."""
         self._paths = [split_path(p) for p in options.paths]
         self._target = split_path(options.target) if options.target is not None else None
 
@@ -304,10 +309,10 @@ class Bucket(Filter):
         number = as_number(value)
         if number is None:
             return None
-        if self._below is not None and number < 0:
-            return self._below
+        if self.below_label is not None and number < 0:
+            return self.below_label
         # bisect_left finds i with edges[i-1] < number <= edges[i]: edges are upper bounds.
-        return self._labels[bisect.bisect_left(self._edges, number)]
+        return self.labels[bisect.bisect_left(self._edges, number)]
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data
