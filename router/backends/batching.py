@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 
 from ..config import Duration
 from ..errors import RetryableError
-from ..event import _MISSING, Event, get_path
+from ..event import Event, get_path
 from .base import Backend, Options, Request, SendResult
 from .http import HttpClient, HttpResponse
 
@@ -121,8 +121,7 @@ def to_analytics(event: Event, options: VendorOptions) -> AnalyticsEvent:
             set=_mapping(data.get("$set")),
             set_once=_mapping(data.get("$set_once")),
         )
-    value = get_path(data, options.distinct_id, _MISSING)
-    distinct_id = _identity(value)
+    distinct_id = _identity(get_path(data, options.distinct_id))
     if distinct_id is None:
         # Dead-lettered rather than sent under a made-up id: a random id would count one new
         # "installation" per event. Fix the pipeline or the `distinct_id:` path, then replay.
