@@ -22,6 +22,7 @@ ENCODINGS = ("gzip", "x-gzip", "deflate", "identity")
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer required
 _ZLIB_WBITS = zlib.MAX_WBITS  # RFC 1950 zlib wrapper
 _RAW_WBITS = -zlib.MAX_WBITS  # bare RFC 1951 stream, as some clients send for "deflate"
+_STEP = 256 * 1024  # decompressed bytes produced per zlib call
 
 
 async def read_body(request: web.Request, limits: Limits) -> bytes:
@@ -66,16 +67,22 @@ def decompress(data: bytes, encoding: str, cap: int) -> bytes:
     total = 0
     while True:
         decoder = zlib.decompressobj(wbits)
-        try:
-            # One more byte than the room left: getting it proves the body is over the cap,
-            # and zlib never allocates past max_length, so a zip bomb stops here.
-            part = decoder.decompress(data, cap - total + 1)
-        except zlib.error as exc:
-            raise BadRequest(f"body is not valid {encoding}: {exc}") from exc
-        total += len(part)
-        if total > cap:
-            raise PayloadTooLarge(f"body decompresses to more than {human_size(cap)}")
-        parts.append(part)
+        pending = data
+        while not decoder.eof:
+            # zlib never returns more than _STEP bytes per call, so a zip bomb is stopped
+            # after at most cap + _STEP bytes, however far it would expand.
+            try:
+                part = decoder.decompress(pending, _STEP)
+            except zlib.error as exc:
+                reason = str(exc).rpartition(": ")[2]  # drop zlib's "Error -3 while …: "
+                raise BadRequest(f"body is not valid {encoding}: {reason}") from exc
+            total += len(part)
+            if total > cap:
+                raise PayloadTooLarge(f"body decompresses to more than {human_size(cap)}")
+            parts.append(part)
+            pending = decoder.unconsumed_tail
+            if not pending and len(part) < _STEP:
+                break  # all input consumed and no output held back: done, or truncated
         if not decoder.eof:
             raise BadRequest(f"body is not valid {encoding}: the compressed data is truncated")
         data = decoder.unused_data
