@@ -262,6 +262,7 @@ def _engine(name: str, options: StoreOptions) -> Engine:
     password = options.password.get_secret_value() if options.password else None
     return PostgresStore(
         target,
+        name=name,
         schema=options.schema_ or "public",
         table=options.table,
         password=password or None,

@@ -19,7 +19,15 @@ from ..http import host_of
 from . import Row
 
 # Every failure the driver reports; `_bad_data` tells the rows' fault from the rest.
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
+# InternalClientError: what asyncpg raises when the server kills a connection just as a query
+# starts on it (seen with pg_terminate_backend), so it is a lost connection like the others.
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresError,
+)
 
 
 class PostgresStore:
@@ -29,6 +37,7 @@ class PostgresStore:
         self,
         dsn: str,
         *,
+        name: str,
         schema: str,
         table: str,
         password: str | None,
@@ -40,6 +49,8 @@ class PostgresStore:
         self._password, self._pool_max, self._timeout = password, pool_max, timeout
         self._pool: asyncpg.Pool | None = None
         self._where = host_of(dsn)
+        # Shows which backend holds a connection in pg_stat_activity.
+        self._application_name = f"beacon-router/{name}"[:63]
 
     async def migrate(self) -> None:
         pool = await self._get_pool()
@@ -130,7 +141,7 @@ class PostgresStore:
                 max_size=self._pool_max,
                 timeout=self._timeout,
                 command_timeout=self._timeout,
-                server_settings={"application_name": "beacon-router"},
+                server_settings={"application_name": self._application_name},
             )
             try:
                 await pool
@@ -158,4 +169,6 @@ def _describe(exc: BaseException) -> str:
         return f"{type(exc).__name__} ({exc.sqlstate})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, asyncpg.InternalClientError | asyncpg.InterfaceError):
+        return f"connection lost ({type(exc).__name__})"
     return type(exc).__name__
