@@ -18,7 +18,7 @@ from conftest import free_port
 CONFIG = """
 spool: {{path: ./spool.db}}
 pipeline:
-  - {{type: hash, fields: [installation_id], key: test-only-key}}
+  - {{type: hash, fields: [installation_id], key: test-only-key-0123456789abcdef}}
 backends:
   hook:
     type: webhook
