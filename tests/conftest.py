@@ -1,95 +1,9 @@
-"""Shared fixtures: a free port, a router process, and the CI rule for real services."""
+"""Shared fixtures (helpers live in support.py so any test module can import them)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-
-import aiohttp
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip when a service is absent on a developer's machine; fail in CI, where it must run."""
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return
-    except OSError as exc:
-        message = f"{name} is not reachable at {host}:{port} ({exc.strerror or exc})"
-        if IN_CI:
-            pytest.fail(f"{message}; CI=true requires it")
-        pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RouterProcess:
-    """``beacon-router serve`` as a real subprocess, for tests that kill it."""
-
-    def __init__(self, config: str, port: int, workdir: str) -> None:
-        self.config, self.port, self.workdir = config, port, workdir
-        self.log = os.path.join(workdir, "router.log")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "router.cli", "serve", "--config", self.config,
-                 "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"],
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": REPO})
-
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"router exited {self.proc.returncode}:\n{self.logs()}")
-                try:
-                    async with http.get(f"{self.url}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"router not ready after {timeout}s:\n{self.logs()}")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def logs(self) -> str:
-        with open(self.log, encoding="utf-8", errors="replace") as fh:
-            return fh.read()[-5000:]
+from support import RouterProcess, free_port
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import uuid
 import aiohttp
 import pytest
 from aiohttp import web
-
-from conftest import free_port
+from support import free_port
 
 CONFIG = """
 spool: {{path: ./spool.db}}
@@ -74,7 +73,7 @@ async def send(http: aiohttp.ClientSession, url: str, acked: list[str]) -> None:
         async with http.post(f"{url}/beacon", json=b) as resp:
             if resp.status == 202:
                 acked.append(b["uuid"])
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         pass  # not acknowledged: the router owes nothing for it
 
 
