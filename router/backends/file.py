@@ -104,7 +104,8 @@ class RotatingFile:
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # 0o640: beacons are not for every local user.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        # O_RDWR, not O_WRONLY: the torn-line check below reads the last byte.
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         self._fd, self._size = fd, os.fstat(fd).st_size
         # A crash mid-line left a fragment: end it, so the next line starts clean.
         if self._size and os.pread(fd, 1, self._size - 1) != b"\n":

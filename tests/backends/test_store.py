@@ -83,7 +83,7 @@ class Store:
         return self.url.removeprefix("sqlite:///")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def store(request, tmp_path) -> AsyncIterator[Store]:
     if request.param == "sqlite":
         under_test = Store("sqlite", f"sqlite:///{tmp_path}/db/beacons.db")
@@ -260,6 +260,7 @@ async def test_an_unopenable_sqlite_file_is_retried(tmp_path, make_events):
 # --- PostgreSQL specifics ---------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 async def test_a_row_postgresql_refuses_is_dead_and_the_rest_stored(postgres, make_events):
     batch = make_events(3)
     batch[1].data["note"] = "nul \x00 byte"  # jsonb cannot hold \u0000
@@ -272,6 +273,7 @@ async def test_a_row_postgresql_refuses_is_dead_and_the_rest_stored(postgres, ma
     assert {r["uuid"] for r in await postgres.rows()} == {batch[0].uuid, batch[2].uuid}
 
 
+@pytest.mark.postgres
 async def test_unreachable_postgresql_is_retried_then_the_real_server_takes_the_batch(
     postgres, make_events, closed_port
 ):
@@ -287,6 +289,7 @@ async def test_unreachable_postgresql_is_retried_then_the_real_server_takes_the_
     assert len(await postgres.rows()) == 2
 
 
+@pytest.mark.postgres
 async def test_lost_connections_are_retried_and_the_pool_recovers(
     postgres, postgres_dsn, make_events
 ):
@@ -312,6 +315,7 @@ async def test_lost_connections_are_retried_and_the_pool_recovers(
     assert len(await postgres.rows()) == 4
 
 
+@pytest.mark.postgres
 async def test_routers_migrating_at_once_all_succeed(postgres):
     backends = [postgres.backend() for _ in range(4)]
 
