@@ -125,8 +125,10 @@ def _read_key(path: FsPath) -> bytes:
     try:
         text = path.read_text(encoding="utf-8").strip()
         mode = path.stat().st_mode
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read the hash key file: {exc}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:  # its message would quote a byte of the key
+        raise ConfigError("the hash key file is not UTF-8 text", file=str(path)) from exc
     if len(text) < _MIN_KEY:
         raise ConfigError(
             f"the hash key file holds under {_MIN_KEY} characters; restore it, or "
@@ -344,13 +346,23 @@ _V6_FORMS = [
     rf":(?::{_H}){{1,7}}",
 ]
 BUILTIN_PATTERNS: dict[str, tuple[str, str]] = {
-    # name: (regex, replacement). The lookarounds keep these from firing inside longer tokens
-    # (1.2.3.4.5, std::vector, 12:00:00 and MAC addresses are not IP addresses).
-    "url": (r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*[^\s\"'<>.,;:!?)\]]", "[url]"),
-    "email": (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),
-    "ipv6": (rf"(?<![\w:])(?:{'|'.join(_V6_FORMS)})(?![\w:])", "[ip]"),
-    "ipv4": (rf"(?<![\w.]){_V4}(?!\.?\d)", "[ip]"),
+    # name: (regex, replacement). The lookbehinds start a match only at the start of a token
+    # (so each token is scanned once, not once per character) and, with the lookaheads, keep
+    # these from firing inside longer tokens: 1.2.3.4.5, std::vector, 12:00:00 and MAC
+    # addresses are not IP addresses. The ipv6 lookahead rejects most positions at once.
+    "url": (r"(?<![\w+.-])[A-Za-z][\w+.-]*://[^\s\"'<>]*[^\s\"'<>.,;:!?)\]]", "[url]"),
+    "email": (
+        r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+        "[email]",
+    ),
+    "ipv6": (rf"(?<![\w:])(?=[0-9A-Fa-f]{{0,4}}:)(?:{'|'.join(_V6_FORMS)})(?![\w:])", "[ip]"),
+    "ipv4": (rf"(?<![\w.])(?=\d{{1,3}}\.){_V4}(?!\.?\d)", "[ip]"),
 }
+
+
+# A string holding none of a pattern's characters cannot match it; checking that first (in C)
+# spares the combined regex most short values: ids, names, versions without a scheme.
+_TRIGGERS = {"url": ":", "email": "@", "ipv6": ":", "ipv4": "."}
 
 
 class CustomPattern(BaseModel):
@@ -409,6 +421,10 @@ class Redact(Filter):
     def __init__(self, options: RedactOptions) -> None:
         super().__init__(options)
         self._pattern, self._replacements = combined_pattern(options)
+        triggers = "".join(sorted({_TRIGGERS[name] for name in options.patterns}))
+        self._may_match = (
+            re.compile(f"[{re.escape(triggers)}]").search if not options.custom else None
+        )
         self._paths = (
             [split_path(p) for p in options.fields] if options.fields is not None else None
         )
@@ -419,6 +435,8 @@ class Redact(Filter):
         return self._replacements[match.lastgroup or ""]
 
     def _sub(self, text: str) -> str:
+        if self._may_match is not None and self._may_match(text) is None:
+            return text
         return self._pattern.sub(self._replacement, text)
 
     def redact(self, value: Any) -> Any:
