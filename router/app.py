@@ -49,9 +49,11 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     metrics = Metrics()
     router = Router(config=config, metrics=metrics, limits=Limits.from_server(config.server),
                     pipeline=Pipeline(config.pipeline, on_drop=_drop_counter(metrics)))
-    # aiohttp's own cap is only a backstop: read_body enforces max_body with a clear 413.
+    # aiohttp's own cap is only a backstop: read_body enforces max_body with a clear 413. Its
+    # parser must not decompress either: read_body does, under the max_decompressed cap.
     app = web.Application(middlewares=[error_middleware],
-                          client_max_size=config.server.max_body + 1024)
+                          client_max_size=config.server.max_body + 1024,
+                          handler_args={"auto_decompress": False})
     app[ROUTER] = router
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
