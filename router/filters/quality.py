@@ -109,7 +109,7 @@ class Validate(Filter):
             self._validate(event.data)
         except fastjsonschema.JsonSchemaValueException as exc:
             field = _field_name(exc)
-            # The message may quote the event's own keys, never its values; the log gets neither.
+            # The message may quote the event's keys, never its values; the log gets the path only.
             log.debug("event_invalid", field=field, rule=exc.rule)
             if self._reject:
                 message = (exc.message or "").replace(exc.name or "data", field, 1)
