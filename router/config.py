@@ -273,7 +273,8 @@ class _Validator:
             return None
         return self.model(model, rest, path)
 
-    def resolve(self, name: Any, registry: Mapping[str, type], kind: str, path: Path) -> type | None:
+    def resolve(self, name: Any, registry: Mapping[str, type], kind: str, path: Path
+                ) -> type | None:
         if not isinstance(name, str):
             self.errors.append(self.doc.error(path, f"must be a {kind} type name"))
             return None
@@ -313,8 +314,9 @@ def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:
 
 
 # Keys whose values are secrets: masked by `check --show`, never logged.
-SECRET_KEYS = re.compile(r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key|authorization)$",
-                         re.IGNORECASE)
+SECRET_KEYS = re.compile(
+    r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key|authorization)$",
+    re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 
 

@@ -10,6 +10,7 @@ any point means a redelivery, never a loss.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -115,10 +116,8 @@ class Worker:
             fut.cancel()
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _deliver(self, entries: list[Entry]) -> None:
         pending: list[tuple[Entry, Event]] = []

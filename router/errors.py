@@ -2,13 +2,13 @@
 
     RouterError
     ├── ConfigError            bad YAML or a bad key: names file, line and key path; exit 2
-    ├── InputError             a client's mistake: answered with a 4xx JSON body, never a 5xx
+    ├── InputError             a client's mistake: a 4xx JSON body, never a 5xx
     │   ├── BadRequest         400  bad JSON, bad shape, too deep, too many events
     │   ├── Unauthorized       401  unknown source token
     │   ├── PayloadTooLarge    413  body or decompressed body over the cap
     │   ├── UnsupportedMedia   415  content type or content encoding we do not read
     │   └── TooManyRequests    429  rate limited (carries Retry-After)
-    ├── Unavailable            503  the spool cannot take the event durably now (carries Retry-After)
+    ├── Unavailable            503  the spool cannot take the event durably now (Retry-After)
     └── DeliveryError          raised inside backends, translated by the worker
         ├── RetryableError     connect errors, timeouts, 408/429/5xx
         └── PermanentError     any other 4xx: the batch goes to the dead-letter queue

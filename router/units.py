@@ -23,8 +23,8 @@ def parse_duration(value: object) -> float:
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise ValueError(
-                f"{value!r} is not a duration; use a number with ms, s, m, h, d or w (e.g. 2s, 72h)")
+            raise ValueError(f"{value!r} is not a duration; use a number with ms, s, m, h, d "
+                             "or w (e.g. 2s, 72h)")
         seconds = float(match[1]) * _DURATION_UNITS[match[2] or "s"]
     if seconds < 0:
         raise ValueError("a duration cannot be negative")

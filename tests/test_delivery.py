@@ -143,7 +143,8 @@ async def test_when_and_backend_filters_apply_before_sending(spool):
     await put(spool, 2, version="2.1", secret="x")
     await put(spool, 2, version="1.0", secret="x")
     backend = MockBackend()
-    extra = "when: {field: version, matches: '^2\\.'}\n    filters: [{type: drop, fields: [secret]}]"
+    extra = ("when: {field: version, matches: '^2\\.'}\n"
+             "    filters: [{type: drop, fields: [secret]}]")
     worker = await run_worker(spool, backend, extra=extra)
     await until(lambda: spool._readers["test"].position == 4)
     assert [e.data["version"] for e in backend.events] == ["2.1", "2.1"]

@@ -69,5 +69,14 @@ from . import (  # noqa: E402
     quality,  # validate, opt_out, sample, dedupe
 )
 
-__all__ = ["FILTERS", "Filter", "FilterFn", "Options", "Pipeline", "register",
-           "fields", "privacy", "quality"]
+__all__ = [
+    "FILTERS",
+    "Filter",
+    "FilterFn",
+    "Options",
+    "Pipeline",
+    "fields",
+    "privacy",
+    "quality",
+    "register",
+]

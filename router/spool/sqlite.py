@@ -9,6 +9,7 @@ deleted in small chunks between writes, so compaction never stalls ingest for lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
@@ -304,10 +305,9 @@ class SqliteSpool:
         if not futures and not notify:
             return
         assert self._loop is not None
-        try:
+        # RuntimeError: the loop is closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._settle_all, futures, error, notify)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     def _settle_all(self, futures: list[asyncio.Future[None]], error: Exception | None,
                     notify: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 
 import pytest
@@ -129,7 +128,8 @@ async def test_dead_letters_keep_reason_and_attempts(path):
     await spool.dead_letter("a", [(entries[0], "HTTP 400: bad event")], attempts=3)
     await spool.dead_letter("a", [(entries[0], "again")], attempts=4)  # once per event
     dead = await spool.dead_letters("a")
-    assert [(d.body, d.reason, d.attempts) for d in dead] == [(bodies(1)[0], "HTTP 400: bad event", 3)]
+    got = [(d.body, d.reason, d.attempts) for d in dead]
+    assert got == [(bodies(1)[0], "HTTP 400: bad event", 3)]
     assert await spool.dead_letters("b") == []
     await spool.close()
 
