@@ -16,5 +16,19 @@ def register(cls: type[Backend]) -> type[Backend]:
 # Importing the modules fills BACKENDS through @register.
 from . import amplitude, file, mixpanel, posthog, segment, stdout, store, webhook  # noqa: E402
 
-__all__ = ["BACKENDS", "Backend", "Options", "Request", "SendResult", "register",
-           "amplitude", "file", "mixpanel", "posthog", "segment", "stdout", "store", "webhook"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Options",
+    "Request",
+    "SendResult",
+    "amplitude",
+    "file",
+    "mixpanel",
+    "posthog",
+    "register",
+    "segment",
+    "stdout",
+    "store",
+    "webhook",
+]
