@@ -23,7 +23,7 @@ from ..config import Duration, masked
 from ..event import Event
 from . import register
 from .base import Backend, Options, Request, SendResult
-from .http import HttpClient
+from .http import USER_AGENT, HttpClient
 
 SIGNATURE_HEADER = "X-Beacon-Signature"
 TIMESTAMP_HEADER = "X-Beacon-Timestamp"
@@ -94,7 +94,10 @@ class WebhookBackend(Backend):
     async def send(self, batch: Sequence[Event]) -> SendResult:
         if not batch:
             return SendResult.delivered()
-        headers, body = self._build(batch, int(time.time()))
+        try:
+            headers, body = self._build(batch, int(time.time()))
+        except TypeError:  # orjson.JSONEncodeError; cannot happen for events read from the spool
+            return SendResult.dead_all(len(batch), "data cannot be encoded as JSON")
         return await self._http.send(
             self.options.method, self.options.url, len(batch), headers=headers, body=body
         )
@@ -105,6 +108,7 @@ class WebhookBackend(Backend):
     def _build(self, batch: Sequence[Event], timestamp: int) -> tuple[dict[str, str], bytes]:
         body = orjson.dumps(payload(batch))
         headers = {
+            "User-Agent": USER_AGENT,
             **self.options.headers,
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: idempotency_key(batch),

@@ -61,6 +61,18 @@ class Store:
             row["data"] = json.loads(row["data"])
         return sorted(rows, key=lambda r: r["distinct_id"] or "")
 
+    async def execute(self, sql: str) -> None:
+        """Run ``sql`` with ``{table}`` naming the beacons table, from outside the backend."""
+        if self.kind == "sqlite":
+            with sqlite3.connect(self._path) as conn:
+                conn.execute(sql.format(table="beacons"))
+            return
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(sql.format(table=f'"{self.schema}"."beacons"'))
+        finally:
+            await conn.close()
+
     async def indexed_columns(self, table: str = "beacons") -> set[str]:
         if self.kind == "sqlite":
             with sqlite3.connect(self._path) as conn:
@@ -196,6 +208,20 @@ async def test_an_event_without_a_valid_timestamp_is_dead_and_the_rest_stored(st
     assert not result.retry
     assert "received_at" in result.dead[1]
     assert {r["uuid"] for r in await store.rows()} == {batch[0].uuid, batch[2].uuid}
+
+
+async def test_a_table_dropped_under_the_router_is_recreated_on_retry(store, make_events):
+    backend = store.backend()
+    assert (await backend.send(make_events(1))).ok
+    await store.execute("DROP TABLE {table}")
+    batch = make_events(2)
+
+    first = await backend.send(batch)
+    second = await backend.send(batch)
+
+    assert first.retry == (0, 1)
+    assert second.ok
+    assert {r["uuid"] for r in await store.rows()} == {e.uuid for e in batch}
 
 
 async def test_render_shows_the_rows_and_masks_the_password(tmp_path, make_events):

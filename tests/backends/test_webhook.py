@@ -208,6 +208,7 @@ async def test_render_is_what_send_posts_with_credentials_masked(receiver, webho
     assert request.headers["Authorization"] == "***"
     assert sent.headers["Authorization"] == "Bearer T0KEN"
     assert request.headers["Idempotency-Key"] == sent.headers["Idempotency-Key"]
+    assert request.headers["User-Agent"] == sent.headers["User-Agent"]
 
 
 async def test_an_empty_batch_is_delivered_without_a_request(receiver, webhook):

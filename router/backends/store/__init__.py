@@ -36,7 +36,8 @@ from ..base import Backend, Options, Request, SendResult
 log = structlog.get_logger(__name__)
 
 PRUNE_EVERY = 300.0  # seconds between retention passes; each one is an indexed range delete
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# 48, not PostgreSQL's 63: index names are the table's plus a suffix and must stay distinct.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 
 
 class StoreOptions(Options):
@@ -62,7 +63,7 @@ class StoreOptions(Options):
     @classmethod
     def _identifier(cls, v: str | None) -> str | None:
         if v is not None and not _IDENTIFIER.match(v):
-            raise ValueError("use letters, digits and _ (not starting with a digit), at most 63")
+            raise ValueError("use letters, digits and _ (not starting with a digit), at most 48")
         return v
 
     @model_validator(mode="after")
@@ -167,8 +168,10 @@ class StoreBackend(Backend):
         try:
             if not self._migrated:
                 await self.migrate()
-            refused = await self.engine.insert([rows[i] for i in indexes])
+            refused = await self.engine.insert([rows[i] for i in indexes]) if rows else {}
         except RetryableError as exc:
+            # Migrate again before the retry: cheap (IF NOT EXISTS), and it heals a dropped table.
+            self._migrated = False
             return SendResult.retry_all(len(batch), exc.reason)
         dead.update({indexes[j]: why for j, why in refused.items()})
         await self._prune_if_due()
@@ -216,19 +219,21 @@ def to_row(event: Event, distinct_id_path: str, version_path: str) -> Row:
     """The row for an event; ValueError (with a reason free of event data) if it has none."""
     try:
         received_at = parse_timestamp(event.received_at)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError("received_at is not an ISO 8601 timestamp") from None
     try:
         data = orjson.dumps(event.data).decode()
-    except TypeError:
+        distinct_id = as_text(event.get(distinct_id_path))
+        version = as_text(event.get(version_path))
+    except TypeError:  # orjson.JSONEncodeError, e.g. an integer beyond 64 bits
         raise ValueError("data cannot be encoded as JSON") from None
     return Row(
         uuid=event.uuid,
         received_at=received_at,
         event=event.name,
         source=event.source,
-        distinct_id=as_text(event.get(distinct_id_path)),
-        version=as_text(event.get(version_path)),
+        distinct_id=distinct_id,
+        version=version,
         data=data,
     )
 
