@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -252,10 +253,6 @@ class Verdict:
     resend: tuple[int, ...] = ()
 
     @classmethod
-    def ok(cls) -> Verdict:
-        return cls()
-
-    @classmethod
     def retry_all(cls, n: int, reason: str, retry_after: float | None = None) -> Verdict:
         return cls(retry=tuple(range(n)), reason=reason, retry_after=retry_after)
 
@@ -380,7 +377,7 @@ class VendorBackend(Backend):
         """Why ``unit`` can never fit a request, or None."""
         if self.max_event_bytes is not None and max(unit.sizes) > self.max_event_bytes:
             return f"event over the {self.vendor} limit of {self.max_event_bytes} bytes"
-        if self._overhead() + unit.size > self.max_request_bytes:
+        if self.overhead + unit.size > self.max_request_bytes:
             return f"event over the {self.vendor} request limit of {self.max_request_bytes} bytes"
         return None
 
@@ -389,10 +386,12 @@ class VendorBackend(Backend):
             units,
             max_events=self.max_batch_events,
             max_bytes=self.max_request_bytes,
-            overhead=self._overhead(),
+            overhead=self.overhead,
         )
 
-    def _overhead(self) -> int:
+    @cached_property
+    def overhead(self) -> int:
+        """Encoded bytes of the envelope around an empty list (its length never varies)."""
         return len(orjson.dumps(self.envelope([])))
 
     def render(self, batch: Sequence[Event]) -> list[Request]:
@@ -418,8 +417,8 @@ class VendorBackend(Backend):
                 rest = [part[pos] for pos in verdict.resend]
                 if may_resend:
                     queue.appendleft((rest, False))
-                else:
-                    tally.add_retry(rest, verdict.reason, verdict.retry_after)
+                else:  # refused twice for other events' faults: leave it to the retry schedule
+                    tally.add_retry(rest, f"{self.vendor}: refused again with invalid events", None)
             if part and len(verdict.retry) == len(part):
                 # Throttled or down: hitting it with the rest of the batch now would not help.
                 while queue:

@@ -10,6 +10,8 @@ import posthog
 import pytest
 from fake_posthog import API_KEY, FakePostHog
 
+from router.config import loads
+from router.errors import ConfigError
 from router.event import Event
 
 pytestmark = pytest.mark.timeout(30)
@@ -431,3 +433,9 @@ async def test_v1_unsupported_path_is_dead_lettered(fake, build, beacons):
     result = await backend.send(beacons(1))
 
     assert set(result.dead) == {0}
+
+
+@pytest.mark.parametrize("host", ["us.i.posthog.com", "ftp://posthog.example.com", "https://"])
+def test_config_rejects_a_host_that_is_not_an_http_url(host):
+    with pytest.raises(ConfigError, match="must be an http:// or https:// base URL"):
+        loads(config(host))
