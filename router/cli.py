@@ -16,7 +16,7 @@ import yaml
 
 from . import __version__
 from .config import Config, load, masked
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, RouterError
 
 DEFAULT_CONFIG = "config/router.yaml"
 
@@ -60,34 +60,47 @@ def _parser() -> argparse.ArgumentParser:
     p = command("dry-run", _dry_run,
                 "Print what each backend would receive for a beacon, without sending.")
     p.add_argument("beacon", nargs="?", help="a JSON beacon file (default: standard input)")
+
+    p = command("dlq", _dlq, "Inspect, replay or purge a backend's dead-letter queue.")
+    p.add_argument("action", choices=["list", "show", "replay", "purge"])
+    p.add_argument("--backend", "-b", required=True, help="the backend's name in the config")
+    p.add_argument("--since", help="only entries that failed at or after this ISO 8601 time")
+    p.add_argument("--id", type=int, action="append", dest="ids", metavar="ID",
+                   help="only this entry (repeatable); see `dlq list`")
+    p.add_argument("--limit", type=int, default=50, help="entries shown by list/show")
+
+    command("status", _status, "Show each backend's queue, dead letters and health.")
+    command("migrate", _migrate, "Create the tables of every store backend, then exit.")
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from . import logs
-    from .app import create_app
     from .config import split_listen
+    from .server import serve
 
     config = load(args.config)
     logs.configure(args.log_level, args.log_format)
     host, port = split_listen(args.listen) if args.listen else (config.server.host,
                                                                  config.server.port)
-    loop = _new_loop()
-    web.run_app(create_app(config), host=host, port=port, access_log=None, print=None,
-                shutdown_timeout=config.server.shutdown_timeout, loop=loop)
+    try:
+        _run(serve(config, host, port))
+    except (OSError, RouterError) as exc:  # the port is taken, the spool cannot open, …
+        print(f"beacon-router: cannot serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _new_loop() -> Any:
+def _run(main: Any) -> Any:
+    """Run a coroutine on uvloop when it is installed (faster), else on asyncio's loop."""
     import asyncio
 
     try:
         import uvloop
     except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -116,6 +129,120 @@ def _dry_run(args: argparse.Namespace) -> int:
     sys.stdout.write(orjson.dumps(report[0] if len(report) == 1 else report,
                                   option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from .spool import create_spool
+
+    config = load(args.config)
+
+    async def run() -> int:
+        spool = create_spool(config.spool)
+        await spool.open([])
+        try:
+            if args.action in ("list", "show"):
+                entries = await spool.dead_letters(args.backend, args.limit, args.since)
+                if args.ids:
+                    entries = [e for e in entries if e.id in set(args.ids)]
+                for e in entries:
+                    if args.action == "list":
+                        print(f"{e.id}\t{e.failed_at}\tattempts={e.attempts}\t{e.reason}")
+                    else:
+                        print(orjson.dumps({"id": e.id, "failed_at": e.failed_at,
+                                            "attempts": e.attempts, "reason": e.reason,
+                                            "event": orjson.loads(e.body)},
+                                           option=orjson.OPT_INDENT_2).decode())
+                if not entries:
+                    print(f"no dead letters for {args.backend}", file=sys.stderr)
+                return 0
+            if args.action == "replay":
+                if args.backend not in config.enabled_backends:
+                    print(f"beacon-router: {args.backend} is not an enabled backend in "
+                          f"{args.config}; nothing would deliver a replay", file=sys.stderr)
+                    return 2
+                moved = await spool.replay(args.backend, args.ids, args.since)
+                print(f"replayed {moved} events for {args.backend}")
+                return 0
+            release = args.backend not in config.backends and not args.ids and not args.since
+            purged = await spool.purge(args.backend, args.ids, args.since,
+                                       release_queue=release)
+            print(f"purged {purged} dead letters of {args.backend}"
+                  + ("; released its queue (no longer configured)" if release else ""))
+            return 0
+        finally:
+            await spool.close()
+
+    return int(_run(run()))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .spool import create_spool
+
+    config = load(args.config)
+
+    async def run() -> dict[str, Any]:
+        spool = create_spool(config.spool)
+        await spool.open([])
+        try:
+            queues, dead = await spool.queues(), await spool.dead_letter_counts()
+        finally:
+            await spool.close()
+        health = await _fetch_health(config)
+        names = sorted(set(config.backends) | set(queues) | set(dead))
+        return {name: {
+            "configured": name in config.backends,
+            "enabled": name in config.enabled_backends,
+            "queued": queues.get(name, 0), "dead_letters": dead.get(name, 0),
+            **({"health": health[name]} if name in health else {}),
+        } for name in names}
+
+    report = _run(run())
+    width = max([len(n) for n in report] + [7])
+    print(f"{'backend':<{width}}  {'queued':>8}  {'dead':>6}  state")
+    for name, r in report.items():
+        state = ("not configured" if not r["configured"] else "disabled" if not r["enabled"]
+                 else ("healthy" if r["health"]["healthy"] else
+                       f"unhealthy: {r['health']['last_error']}") if "health" in r
+                 else "router not reachable")
+        print(f"{name:<{width}}  {r['queued']:>8}  {r['dead_letters']:>6}  {state}")
+    return 0
+
+
+async def _fetch_health(config: Config) -> dict[str, Any]:
+    """Backend health from a running router's /readyz, if one answers on server.listen."""
+    import aiohttp
+
+    host = config.server.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{host}:{config.server.port}/readyz"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http, \
+                http.get(url) as resp:
+            return dict((await resp.json()).get("backends", {}))
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return {}
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = load(args.config)
+
+    async def run() -> int:
+        for name, spec in config.backends.items():
+            backend = spec.build()
+            migrate = getattr(backend, "migrate", None)
+            if migrate is None:
+                continue
+            try:
+                await migrate()
+                print(f"{name}: tables ready")
+            except RouterError as exc:
+                print(f"beacon-router: {name}: {exc}", file=sys.stderr)
+                return 1
+            finally:
+                await backend.aclose()
+        return 0
+
+    return int(_run(run()))
 
 
 def _read_input(path: str | None) -> bytes:

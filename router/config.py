@@ -50,7 +50,8 @@ class ServerConfig(Strict):
     max_events: int = Field(1000, gt=0, description="events per request")
     max_depth: int = Field(32, gt=0, description="JSON nesting depth")
     request_timeout: Duration = 10.0
-    shutdown_timeout: Duration = 10.0
+    shutdown_timeout: Duration = Field(10.0, description="time to finish requests and sends")
+    drain_delay: Duration = Field(0.0, description="readyz fails this long before we stop")
 
     @field_validator("listen")
     @classmethod

@@ -27,6 +27,8 @@ from .spool import Entry, Spool
 
 log = structlog.get_logger(__name__)
 
+UNHEALTHY_AFTER = 3  # consecutive failed sends before a backend is reported unhealthy
+
 
 @dataclass
 class BackendHealth:
@@ -57,6 +59,7 @@ class Worker:
         self._when = spec.when.compile() if spec.when is not None else None
         self._filters = Pipeline(spec.filters, on_drop=self._count_drop)
         self._read_lock = asyncio.Lock()
+        self._probe = asyncio.Lock()  # while unhealthy, one batch at a time probes the backend
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -163,13 +166,25 @@ class Worker:
                             result.retry_after)
             log.warning("delivery failed, will retry", backend=self.name, events=len(pending),
                         attempt=attempt, retry_in=round(delay, 3), reason=result.reason)
-            await self._sleep(delay)
+            if self.health.healthy:
+                await self._sleep(delay)
+            else:  # hold the probe lock while waiting: other tasks queue behind this one
+                async with self._probe:
+                    await self._sleep(delay)
             if self._stopping.is_set():
                 return
         await self.spool.ack(self.name, entries)
         self.metrics.spool_depth.labels(self.name).set(await self.spool.depth(self.name))
 
     async def _send(self, batch: Sequence[Event]) -> SendResult:
+        if self.health.healthy:
+            return await self._send_once(batch)
+        # An unhealthy backend gets one probe batch per backoff interval, not one per
+        # concurrent task: the other tasks wait here until the probe has answered.
+        async with self._probe:
+            return await self._send_once(batch)
+
+    async def _send_once(self, batch: Sequence[Event]) -> SendResult:
         started = time.perf_counter()
         try:
             result = await self.backend.send(batch)
@@ -201,7 +216,7 @@ class Worker:
         h = self.health
         h.consecutive_failures += 1
         h.last_error = reason
-        h.healthy = h.consecutive_failures < 3
+        h.healthy = h.consecutive_failures < UNHEALTHY_AFTER
         self.metrics.backend_up.labels(self.name).set(1 if h.healthy else 0)
 
     def _count_drop(self, filter_name: str, reason: str) -> None:

@@ -165,3 +165,33 @@ def test_backoff_never_comes_before_retry_after_and_stays_under_max():
     for attempt in range(1, 40):
         assert 0 <= backoff(attempt, 1.0, 600.0, None) <= 600.0
         assert backoff(attempt, 1.0, 600.0, 30.0) >= 30.0
+
+
+async def test_an_unhealthy_backend_is_probed_one_batch_at_a_time(spool):
+    await put(spool, 40)
+    probes_in_flight, most_probes, probes = 0, 0, 0
+    failures = []
+    worker: Worker | None = None
+
+    async def handler(batch):
+        nonlocal probes_in_flight, most_probes, probes
+        probing = worker is not None and not worker.health.healthy
+        if probing:
+            probes += 1
+            probes_in_flight += 1
+            most_probes = max(most_probes, probes_in_flight)
+        await asyncio.sleep(0.01)
+        if probing:
+            probes_in_flight -= 1
+        if len(failures) < 12:
+            failures.append(1)
+            return SendResult.retry_all(len(batch), "HTTP 503")
+        return SendResult.delivered()
+
+    backend = MockBackend(handler=handler)
+    worker = await run_worker(spool, backend, max_events=5, extra="concurrency: 4")
+    await until(lambda: spool._readers["test"].position == 40)
+    await worker.stop(1)
+    assert probes >= 5, "the backend should have been unhealthy for a while"
+    assert most_probes == 1, "while unhealthy, only one batch at a time may be sent"
+    assert worker.health.healthy

@@ -66,3 +66,25 @@ class Spool(Protocol):
 
     async def writable(self) -> bool:
         """Whether ``append`` can succeed now (for ``/readyz``)."""
+
+
+class DeadLetterQueue(Protocol):
+    """What ``beacon-router dlq`` and the admin API use on top of a spool."""
+
+    async def dead_letters(self, backend: str, limit: int = 100, since: str | None = None
+                           ) -> list[DeadLetter]:
+        """Dead letters of ``backend``, oldest first; ``since`` an ISO 8601 lower bound."""
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Backend name → dead letters waiting."""
+
+    async def replay(self, backend: str, ids: Sequence[int] | None = None,
+                     since: str | None = None) -> int:
+        """Re-enqueue dead letters for ``backend`` only; how many were moved."""
+
+    async def purge(self, backend: str, ids: Sequence[int] | None = None,
+                    since: str | None = None, *, release_queue: bool = False) -> int:
+        """Delete dead letters; ``release_queue`` also drops a removed backend's queue."""
+
+    async def queues(self) -> dict[str, int]:
+        """Every backend the spool keeps a queue for (configured or not) → events queued."""

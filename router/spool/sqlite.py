@@ -31,8 +31,9 @@ log = structlog.get_logger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    id   INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids never reused, cursors stay valid
-    body BLOB NOT NULL
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so cursors stay valid
+    body   BLOB NOT NULL,
+    target TEXT                                -- NULL: every backend; else a DLQ replay for one
 );
 CREATE TABLE IF NOT EXISTS cursors (
     backend  TEXT PRIMARY KEY,
@@ -62,7 +63,8 @@ class _Op:
 
     kind: str
     args: tuple[Any, ...]
-    done: asyncio.Future[None] | None = None
+    done: asyncio.Future[Any] | None = None
+    result: Any = None
 
 
 @dataclass
@@ -149,7 +151,7 @@ class SqliteSpool:
         reader.arrived.clear()
         after = reader.handed_out
         rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._select, after, limit)
+            self._read_pool, self._select, backend, after, limit)
         if rows:
             reader.handed_out = rows[-1][0]
             reader.inflight.append([reader.handed_out, False])
@@ -198,12 +200,66 @@ class SqliteSpool:
 
     # -- dead-letter queue (beacon-router dlq ...) -------------------------------------------
 
-    async def dead_letters(self, backend: str, limit: int = 100) -> list[DeadLetter]:
+    async def dead_letters(self, backend: str, limit: int = 100, since: str | None = None
+                           ) -> list[DeadLetter]:
+        """Dead letters of ``backend``, oldest first; ``since`` is an ISO time lower bound."""
         rows = await asyncio.get_running_loop().run_in_executor(
             self._read_pool, self._query,
             "SELECT id, backend, body, reason, attempts, failed_at FROM dead_letters "
-            "WHERE backend = ? ORDER BY id LIMIT ?", (backend, limit))
+            "WHERE backend = ? AND failed_at >= ? ORDER BY id LIMIT ?",
+            (backend, since or "", limit))
         return [DeadLetter(*row) for row in rows]
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._query,
+            "SELECT backend, count(*) FROM dead_letters GROUP BY backend", ())
+        return dict(rows)
+
+    async def replay(self, backend: str, ids: Sequence[int] | None = None,
+                     since: str | None = None) -> int:
+        """Re-enqueue dead letters for ``backend`` only; returns how many."""
+        where, params = _dlq_filter(backend, ids, since)
+
+        def move(conn: sqlite3.Connection) -> int:
+            conn.execute(f"INSERT INTO events (body, target) SELECT body, backend "
+                         f"FROM dead_letters WHERE {where} ORDER BY id", params)
+            return conn.execute(f"DELETE FROM dead_letters WHERE {where}", params).rowcount
+
+        return int(await self._call(move, notify=True))
+
+    async def purge(self, backend: str, ids: Sequence[int] | None = None,
+                    since: str | None = None, *, release_queue: bool = False) -> int:
+        """Delete dead letters of ``backend``; ``release_queue`` also forgets its cursor, so
+        events kept only for a backend no longer configured can be compacted."""
+        where, params = _dlq_filter(backend, ids, since)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            count = conn.execute(f"DELETE FROM dead_letters WHERE {where}", params).rowcount
+            if release_queue:
+                conn.execute("DELETE FROM cursors WHERE backend = ?", (backend,))
+            return int(count)
+
+        return int(await self._call(delete))
+
+    async def queues(self) -> dict[str, int]:
+        """Every backend with a cursor in this spool (configured or not) and its queue depth."""
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._query, "SELECT backend, position FROM cursors", ())
+        last = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._query,
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'", ())
+        top = last[0][0] if last else 0
+        return {backend: max(0, top - position) for backend, position in rows}
+
+    async def _call(self, fn: Any, notify: bool = False) -> Any:
+        """Run ``fn(conn)`` in the writer's transaction and return its result."""
+        if self._writer is None:
+            raise Unavailable("spool is not open", retry_after=5)
+        assert self._loop is not None
+        done = self._loop.create_future()
+        self._ops.put(_Op("call", (fn, notify), done))
+        return await done
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -221,6 +277,9 @@ class SqliteSpool:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            if "target" not in columns:  # a spool file from before DLQ replay existed
+                conn.execute("ALTER TABLE events ADD COLUMN target TEXT")
             positions = self._register(conn, backends)
             self._measure(conn)
         except sqlite3.Error as exc:
@@ -284,6 +343,9 @@ class SqliteSpool:
                         "INSERT OR IGNORE INTO dead_letters "
                         "(backend, event_id, body, reason, attempts, failed_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)", op.args[0])
+                elif op.kind == "call":
+                    op.result = op.args[0](conn)
+                    appended = appended or bool(op.args[1])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -301,18 +363,18 @@ class SqliteSpool:
         self._resolve(work, None, notify=appended)
 
     def _resolve(self, work: list[_Op], error: Exception | None, notify: bool = False) -> None:
-        futures = [op.done for op in work if op.done is not None]
-        if not futures and not notify:
+        waiting = [op for op in work if op.done is not None]
+        if not waiting and not notify:
             return
         assert self._loop is not None
         # RuntimeError: the loop is closed, so nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._settle_all, futures, error, notify)
+            self._loop.call_soon_threadsafe(self._settle_all, waiting, error, notify)
 
-    def _settle_all(self, futures: list[asyncio.Future[None]], error: Exception | None,
-                    notify: bool) -> None:
-        for fut in futures:
-            _settle(fut, None, error)
+    def _settle_all(self, waiting: list[_Op], error: Exception | None, notify: bool) -> None:
+        for op in waiting:
+            assert op.done is not None
+            _settle(op.done, op.result, error)
         if notify:
             for reader in self._readers.values():
                 reader.arrived.set()
@@ -367,10 +429,10 @@ class SqliteSpool:
             conn = self._read_local.conn = self._connect()
         return conn
 
-    def _select(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+    def _select(self, backend: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         return self._reader_conn().execute(
-            "SELECT id, body FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
-        ).fetchall()
+            "SELECT id, body FROM events WHERE id > ? AND (target IS NULL OR target = ?) "
+            "ORDER BY id LIMIT ?", (after, backend, limit)).fetchall()
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return self._reader_conn().execute(sql, params).fetchall()
@@ -380,6 +442,18 @@ class SqliteSpool:
         if conn is not None:
             conn.close()
             self._read_local.conn = None
+
+
+def _dlq_filter(backend: str, ids: Sequence[int] | None, since: str | None
+                ) -> tuple[str, tuple[Any, ...]]:
+    where, params = "backend = ?", [backend]
+    if ids:
+        where += f" AND id IN ({', '.join('?' * len(ids))})"
+        params.extend(int(i) for i in ids)
+    if since:
+        where += " AND failed_at >= ?"
+        params.append(since)
+    return where, tuple(params)
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, error: Exception | None) -> None:
