@@ -26,6 +26,9 @@ def decode(body: bytes, limits: Limits) -> list[dict[str, Any]]:
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
     # Every level of nesting opens with one of these bytes, so their count bounds the depth:
-    # a typical beacon has a handful and skips the depth walk altogether.
-    openers = body.count(b"{") + body.count(b"[")
+    # a typical beacon has a handful and skips the depth walk altogether. (A large body will
+    # be walked anyway, so the second scan is spared when the first already passes the limit.)
+    openers = body.count(b"{")
+    if openers <= limits.max_depth:
+        openers += body.count(b"[")
     return as_events(doc, limits, fmt="JSON", max_possible_depth=openers)

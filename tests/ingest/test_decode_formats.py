@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from router.config import ServerConfig
 from router.ingest import Limits, decode_beacons, parse_media_type
 from router.ingest.beacon import decoder_for
 from router.ingest.form import decode as decode_form
@@ -236,3 +237,10 @@ def test_openmetrics_text_is_read_with_its_own_parser() -> None:
         "format": "prometheus",
         "metrics": {"requests_total": [{"labels": {"path": "/"}, "value": 7}], "up": 1},
     }
+
+
+def test_limits_are_read_from_the_server_section() -> None:
+    server = ServerConfig(max_body="2MiB", max_decompressed="16MiB", max_events=5, max_depth=10)
+    assert Limits.from_server(server) == Limits(
+        max_body=2 * 1024 * 1024, max_decompressed=16 * 1024 * 1024, max_events=5, max_depth=10
+    )
