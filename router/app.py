@@ -61,6 +61,8 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    from .sources import add_posthog_routes  # imported here: sources imports this module
+    add_posthog_routes(app)
     return app
 
 

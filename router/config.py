@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .conditions import Condition
 from .errors import ConfigError, ConfigErrors
@@ -81,17 +89,70 @@ class SpoolConfig(Strict):
 
     type: Literal["sqlite", "redis"] = "sqlite"
     path: str = "./data/spool.db"
-    url: str | None = None
+    url: str | None = Field(None, validate_default=True)
     stream: str = "beacons"
     max_size: Size | None = Field(None, gt=0)
     when_full: Literal["reject", "drop_oldest"] = "reject"
+    # type: redis only (docs/scaling.md)
+    max_events: int | None = Field(None, gt=0, description="stream length that answers 503")
+    key_prefix: str = Field("beacon-router", pattern=r"^[A-Za-z0-9_.:{}-]{1,100}$")
+    consumer: str | None = Field(None, description="this process's name; default host:pid")
+    claim_idle: Duration = Field(30.0, gt=0, description="unacked this long: a dead consumer's")
+    max_deliveries: int = Field(10, gt=0, description="deliveries before a poison entry's DLQ")
 
     @field_validator("url")
     @classmethod
-    def _redis_url(cls, v: str | None) -> str | None:
+    def _redis_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None and info.data.get("type") == "redis":
+            raise ValueError("required for type: redis (e.g. redis://127.0.0.1:6379/0)")
         if v is not None and not re.match(r"^rediss?://|^unix://", v):
             raise ValueError("must be a redis:// or rediss:// URL")
         return v
+
+    @field_validator("when_full")
+    @classmethod
+    def _drop_oldest_on_sqlite_only(cls, v: str, info: ValidationInfo) -> str:
+        # Trimming a shared stream would drop entries other instances hold unacked.
+        if v == "drop_oldest" and info.data.get("type") == "redis":
+            raise ValueError("drop_oldest is only available with type: sqlite")
+        return v
+
+    @field_validator("max_events")
+    @classmethod
+    def _max_events_on_redis_only(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and info.data.get("type") == "sqlite":
+            raise ValueError("only available with type: redis; use max_size with sqlite")
+        return v
+
+
+class PostHogSourceConfig(Strict):
+    """``sources.posthog:`` — the PostHog capture API, for apps that already use a PostHog SDK."""
+
+    enabled: Switch = True
+    tokens: tuple[str, ...] = ()  # project tokens allowed to write; empty: any token, or none
+    cors_origins: tuple[str, ...] = ()  # browser origins answered with CORS headers; "*": any
+
+    @field_validator("tokens")
+    @classmethod
+    def _no_empty_token(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not t.strip() for t in v):
+            raise ValueError("a token is empty (is its ${VARIABLE} unset?)")
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in v:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(f"{origin[:64]!r} is not an origin: write scheme://host[:port] "
+                                 "with no path, e.g. https://app.example.com, or \"*\"")
+        return v
+
+
+class SourcesConfig(Strict):
+    """``sources:`` — the ingest APIs besides ``POST /beacon``."""
+
+    posthog: PostHogSourceConfig = PostHogSourceConfig()
 
 
 class BatchConfig(Strict):
@@ -158,13 +219,15 @@ class Config:
     pipeline: tuple[FilterSpec, ...]
     backends: Mapping[str, BackendSpec]
     raw: Mapping[str, Any]  # the interpolated YAML, for `check --show` (masked there)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
 
     @property
     def enabled_backends(self) -> dict[str, BackendSpec]:
         return {n: b for n, b in self.backends.items() if b.enabled}
 
 
-_SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig}
+_SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig,
+                                       "sources": SourcesConfig}
 _TOP_LEVEL = {*_SECTIONS, "pipeline", "backends"}
 
 
@@ -200,7 +263,8 @@ class _Validator:
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else ConfigErrors(self.errors)
         return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
-                      pipeline=pipeline, backends=backends, raw=data)
+                      pipeline=pipeline, backends=backends, raw=data,
+                      sources=sections["sources"])
 
     def model(self, model: type[BaseModel], value: Any, path: Path) -> Any:
         if not isinstance(value, dict):

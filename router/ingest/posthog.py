@@ -1,0 +1,334 @@
+"""PostHog's capture API: the bodies its SDKs send, decoded into events the router keeps.
+
+Capture v0 (``/batch/``, ``/capture/``, ``/e/``, ``/i/v0/e/``, ``/track/``, ``/engage/``) takes a
+single event, an array of events (posthog-js) or a batch ``{"api_key", "batch": [...]}``, sent as
+JSON, gzip (by header, by ``compression=gzip|gzip-js``, or recognised by its magic bytes),
+lz-string base64 (``compression=lz64``), base64, or as the ``data=`` field of a form or a query.
+Capture v1 (``/i/v1/analytics/events``) takes ``{"created_at", "batch": [...]}`` with strictly
+typed events; it is mapped back to the v0 shape, so both protocols give the same router event.
+
+Each event becomes ``data = {"distinct_id", "properties", "timestamp"?, "$set"?, "$set_once"?}``
+named by its ``event``. The project token never enters ``data``, and neither does ``$ip``: the
+router does not store client IP addresses, whoever sends them.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from base64 import b64decode
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ..errors import BadRequest
+from . import json_format, lz64
+from .beacon import parse_media_type
+from .body import decompress
+from .limits import Limits
+from .shape import kind
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+COMPRESSIONS = {
+    "gzip": "gzip",
+    "gzip-js": "gzip",
+    "lz64": "lz64",
+    "lz-string": "lz64",
+    "base64": "base64",
+    "b64": "base64",
+}
+"""``compression=`` values PostHog's SDKs send, and what each means here; others are ignored."""
+
+_JSON_START = re.compile(rb"\s*[\[{]")
+_BASE64 = re.compile(rb"\s*[A-Za-z0-9+/]+={0,2}\s*")
+_SECRET_PROPERTIES = ("token", "$token")  # the project token, kept in memory only
+_PRIVATE_PROPERTIES = ("$ip",)  # the router never stores a client IP address
+# Capture v1 carries these outside `properties`; v0 and PostHog's own pipeline keep them inside.
+_V1_TOP_LEVEL = (("session_id", "$session_id"), ("window_id", "$window_id"))
+_V1_OPTIONS = (
+    ("cookieless_mode", "$cookieless_mode"),
+    ("disable_skew_correction", "$ignore_sent_at"),
+    ("product_tour_id", "$product_tour_id"),
+    ("process_person_profile", "$process_person_profile"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """One PostHog event as the router keeps it: its name, data and the uuid it was sent with."""
+
+    name: str
+    data: dict[str, Any]
+    uuid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """A decoded capture request: its events and the distinct project tokens it carried."""
+
+    events: list[Captured]
+    tokens: frozenset[str]
+
+
+def decode_v0(
+    body: bytes,
+    *,
+    query: Mapping[str, str],
+    content_type: str | None,
+    engage: bool,
+    now: datetime,
+    limits: Limits,
+) -> Capture:
+    """The events of a capture v0 request; BadRequest (or PayloadTooLarge) saying why not.
+
+    ``body`` is already read and, per ``Content-Encoding``, decompressed. ``engage`` is true on
+    ``/engage/``, where an event without a name is a person update (``$identify``), as in
+    PostHog. ``now`` dates events that give an ``offset`` (milliseconds ago) for a timestamp.
+    """
+    payload, compression = _payload(body, query, content_type, limits)
+    text = _unwrap(payload, compression, limits)
+    docs = json_format.decode(text, limits)
+    envelope_token = None
+    if _is_object(text) and "batch" in docs[0]:
+        envelope_token = _token_of(docs[0].get("api_key"), docs[0].get("token"))
+        docs = _batch(docs[0], limits)
+    decoded = [_v0_event(item, i, engage, now) for i, item in enumerate(docs)]
+    # A batch's own token stands for all its events, as in PostHog; else each event's counts.
+    tokens = {envelope_token} if envelope_token else {token for _, token in decoded if token}
+    return Capture([event for event, _ in decoded], frozenset(tokens))
+
+
+def decode_v1(body: bytes, *, sdk_info: str | None, limits: Limits) -> Capture:
+    """The events of a capture v1 batch, in the v0 shape; BadRequest naming the first bad one.
+
+    ``sdk_info`` is the ``PostHog-Sdk-Info`` header (``posthog-python/7.1.0``): the v1 SDKs
+    send ``$lib`` and ``$lib_version`` there instead of in each event's properties.
+    """
+    docs = json_format.decode(body, limits)
+    if not _is_object(body):
+        raise BadRequest('capture v1 takes an object {"created_at", "batch": [...]}, not an array')
+    items = _batch(docs[0], limits)
+    lib = _sdk_properties(sdk_info)
+    return Capture([_v1_event(item, i, lib) for i, item in enumerate(items)], frozenset())
+
+
+# -- the payload -------------------------------------------------------------------------------
+
+
+def _payload(
+    body: bytes, query: Mapping[str, str], content_type: str | None, limits: Limits
+) -> tuple[bytes, str | None]:
+    """The encoded events and their ``compression=`` hint, from a query, a form or the body."""
+    compression = query.get("compression")
+    data = query.get("data")
+    if data:  # GET ?data=…, posthog-js's fallback; PostHog reads it before any body
+        return _restore_plus(data).encode(), compression
+    if not body:
+        raise BadRequest("no events: the body is empty and there is no data= parameter")
+    if content_type and parse_media_type(content_type)[0] == "application/x-www-form-urlencoded":
+        form = _form(body, limits)
+        data = form.get("data")
+        if not data:
+            raise BadRequest("form body has no data= field; send the events as data=<JSON>")
+        return _restore_plus(data).encode(), form.get("compression") or compression
+    return body, compression
+
+
+def _form(body: bytes, limits: Limits) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=limits.max_fields,
+        )
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"form body is not valid UTF-8: {exc.reason}") from exc
+    except ValueError as exc:  # parse_qsl's only other complaint: max_num_fields
+        raise BadRequest(f"form body has more than {limits.max_fields} fields") from exc
+    return dict(pairs)
+
+
+def _restore_plus(data: str) -> str:
+    """Base64 text whose ``+`` a form or query decoding turned into spaces, repaired."""
+    return data if _JSON_START.match(data[:64].encode()) else data.replace(" ", "+")
+
+
+def _unwrap(payload: bytes, compression: str | None, limits: Limits) -> bytes:
+    """JSON text from ``payload``: gunzipped, lz-string or base64 decoded, at most twice.
+
+    The hint is only a hint, as in PostHog: posthog-js sometimes compresses without saying
+    so, so gzip is also recognised by its magic bytes, and a payload that is visibly JSON
+    is JSON whatever the hint says. Two steps cover base64-wrapped gzip and lz-string.
+    """
+    hint = COMPRESSIONS.get((compression or "").strip().lower())
+    for _ in range(2):
+        if _JSON_START.match(payload):
+            return payload
+        if payload.startswith(GZIP_MAGIC) or hint == "gzip":
+            payload = decompress(payload, "gzip", limits.max_decompressed)
+        elif hint == "lz64":
+            payload = lz64.decompress(payload, limits.max_decompressed)
+        elif hint == "base64" or _BASE64.fullmatch(payload):
+            payload = _base64(payload)
+        else:
+            break
+        hint = None
+    return payload
+
+
+def _base64(payload: bytes) -> bytes:
+    compact = b"".join(payload.split())
+    try:
+        return b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
+    except binascii.Error as exc:
+        raise BadRequest(f"data is not valid base64: {exc}") from exc
+
+
+def _batch(envelope: dict[str, Any], limits: Limits) -> list[dict[str, Any]]:
+    """The events of a ``{"batch": [...]}`` envelope, each an object, within the event cap."""
+    items = envelope.get("batch")
+    if not isinstance(items, list):
+        raise BadRequest(f"`batch` must be an array of events, got {kind(items)}")
+    if not items:
+        raise BadRequest("`batch` is empty; send at least one event")
+    if len(items) > limits.max_events:
+        raise BadRequest(f"{len(items)} events, at most {limits.max_events} per request")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRequest(f"event {index} of the batch is {kind(item)}, expected an object")
+    return items
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def _v0_event(
+    raw: dict[str, Any], index: int, engage: bool, now: datetime
+) -> tuple[Captured, str | None]:
+    """One v0 event and the token it carried itself (posthog-js sends one in each event)."""
+    name = raw.get("event")
+    if name is None and engage:
+        name = "$identify"  # /engage/ takes bare person updates, as in PostHog
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"event {index}: `event`, the event's name, is required as a string")
+    properties = _object(raw.get("properties"), index, "properties") or {}
+    token = _token_of(
+        raw.get("api_key"), raw.get("token"), raw.get("$token"), properties.get("token")
+    )
+    distinct_id = _identity(
+        _first(raw.get("distinct_id"), raw.get("$distinct_id"), properties.get("distinct_id"))
+    )
+    if distinct_id is None:
+        raise BadRequest(f"event {index}: `distinct_id` is required (who did it)")
+    data: dict[str, Any] = {"distinct_id": distinct_id, "properties": _scrubbed(properties)}
+    timestamp = raw.get("timestamp")
+    if timestamp is not None and not isinstance(timestamp, str):
+        raise BadRequest(f"event {index}: `timestamp` must be an ISO 8601 string")
+    offset = raw.get("offset")
+    if timestamp is None and _is_number(offset):
+        # posthog-js sends how many milliseconds ago the event happened instead of a time.
+        when = now - timedelta(milliseconds=min(max(offset, 0), 10**12))
+        timestamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if timestamp is not None:
+        data["timestamp"] = timestamp
+    for key in ("$set", "$set_once"):
+        value = _object(raw.get(key), index, key)
+        if value is not None:
+            data[key] = value
+    uuid = raw.get("uuid")
+    return Captured(name, data, uuid if isinstance(uuid, str) else None), token
+
+
+def _v1_event(raw: dict[str, Any], index: int, lib: dict[str, str]) -> Captured:
+    """One v1 event in the v0 shape: options, session and window back inside properties."""
+    name, uuid, distinct_id, timestamp = (
+        raw.get(k) for k in ("event", "uuid", "distinct_id", "timestamp")
+    )
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest(f"event {index}: `event`, the event's name, is required as a string")
+    if not isinstance(uuid, str) or not _is_uuid(uuid.strip()):
+        raise BadRequest(f"event {index}: `uuid` is required in capture v1 and must be a UUID")
+    if not isinstance(distinct_id, str) or not distinct_id.strip():
+        raise BadRequest(f"event {index}: `distinct_id` is required as a non-empty string")
+    if not isinstance(timestamp, str) or not timestamp.strip():
+        raise BadRequest(f"event {index}: `timestamp` is required as an RFC 3339 string")
+    properties = _object(raw.get("properties"), index, "properties") or {}
+    options = _object(raw.get("options"), index, "options") or {}
+    for wire, key in _V1_TOP_LEVEL:
+        if isinstance(raw.get(wire), str):
+            properties.setdefault(key, raw[wire])
+    for wire, key in _V1_OPTIONS:
+        if options.get(wire) is not None:
+            properties.setdefault(key, options[wire])
+    for key, value in lib.items():
+        properties.setdefault(key, value)
+    data: dict[str, Any] = {"distinct_id": distinct_id.strip(), "timestamp": timestamp.strip()}
+    for key in ("$set", "$set_once"):  # v1 SDKs move these into properties; v0 has them on top
+        if isinstance(properties.get(key), dict):
+            data[key] = properties.pop(key)
+    data["properties"] = _scrubbed(properties)
+    return Captured(name, data, uuid.strip())
+
+
+def _is_object(text: bytes) -> bool:
+    start = _JSON_START.match(text)
+    return start is not None and start[0].endswith(b"{")
+
+
+def _object(value: Any, index: int, key: str) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise BadRequest(f"event {index}: `{key}` must be an object, got {kind(value)}")
+
+
+def _scrubbed(properties: dict[str, Any]) -> dict[str, Any]:
+    for key in (*_SECRET_PROPERTIES, *_PRIVATE_PROPERTIES):
+        properties.pop(key, None)
+    return properties
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _identity(value: Any) -> str | None:
+    """A distinct id as PostHog reads it: a string as is, anything else as its JSON text."""
+    if value is None:
+        return None
+    text = (
+        value
+        if isinstance(value, str)
+        else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    )
+    return text if text.strip() else None
+
+
+def _token_of(*values: Any) -> str | None:
+    return next((v for v in values if isinstance(v, str) and v), None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
+
+
+def _is_uuid(value: str) -> bool:
+    return _UUID.fullmatch(value) is not None
+
+
+def _sdk_properties(sdk_info: str | None) -> dict[str, str]:
+    """``posthog-python/7.1.0`` → ``{"$lib": "posthog-python", "$lib_version": "7.1.0"}``."""
+    if not sdk_info:
+        return {}
+    lib, _, version = sdk_info.strip().partition("/")
+    found = {"$lib": lib[:64]} if lib else {}
+    if version:
+        found["$lib_version"] = version[:64]
+    return found
