@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -155,6 +156,40 @@ class SourcesConfig(Strict):
     posthog: PostHogSourceConfig = PostHogSourceConfig()
 
 
+class AdminConfig(Strict):
+    """``admin:`` — the operator's endpoints; all of them answer 404 while ``token`` is unset."""
+
+    token: SecretStr | None = None  # compared as `Authorization: Bearer TOKEN`, constant time
+
+    @field_validator("token")
+    @classmethod
+    def _no_empty_token(cls, v: SecretStr | None) -> SecretStr | None:
+        # `token: "${ADMIN_TOKEN}"` with the variable unset means "off", not "empty password".
+        return v if v is not None and v.get_secret_value().strip() else None
+
+
+class StatsConfig(Strict):
+    """``stats:`` — the installed base read back from a ``store`` backend (docs/stats.md)."""
+
+    store: str | None = None  # a `type: store` backend's name; default: the first one
+    dimensions: tuple[str, ...] = ("version", "platform.os", "deployment_type")
+    public: Switch = False
+    public_dimensions: tuple[str, ...] | None = None  # default: `dimensions`
+    k: int = Field(10, ge=2, description="fewest installations a public bucket may show")
+    cache: Duration = Field(300.0, ge=0)
+    churn_after: Duration = Field(30 * 86400.0, ge=86400)
+    event: str | None = None  # count only rows of this event name; default: every row
+
+    @field_validator("dimensions", "public_dimensions")
+    @classmethod
+    def _dotted_paths(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for path in v or ():
+            if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", path):
+                raise ValueError(f"{path[:64]!r}: a dimension is a dotted path of letters, "
+                                 "digits, _ and -, e.g. platform.os")
+        return v
+
+
 class BatchConfig(Strict):
     """How a delivery worker groups events: up to ``max_events``, waiting at most ``max_wait``."""
 
@@ -220,6 +255,8 @@ class Config:
     backends: Mapping[str, BackendSpec]
     raw: Mapping[str, Any]  # the interpolated YAML, for `check --show` (masked there)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
 
     @property
     def enabled_backends(self) -> dict[str, BackendSpec]:
@@ -227,7 +264,8 @@ class Config:
 
 
 _SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig,
-                                       "sources": SourcesConfig}
+                                       "sources": SourcesConfig, "admin": AdminConfig,
+                                       "stats": StatsConfig}
 _TOP_LEVEL = {*_SECTIONS, "pipeline", "backends"}
 
 
@@ -260,11 +298,17 @@ class _Validator:
                     for name, model in _SECTIONS.items()}
         pipeline = self.filters(data.get("pipeline") or [], ("pipeline",))
         backends = self.backends(data.get("backends") or {}, ("backends",))
+        stats = sections["stats"]
+        if stats is not None and stats.store is not None and getattr(
+                backends.get(stats.store), "type", None) != "store":
+            self.errors.append(self.doc.error(("stats", "store"),
+                                              "must name a backend of `type: store`"))
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else ConfigErrors(self.errors)
         return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
                       pipeline=pipeline, backends=backends, raw=data,
-                      sources=sections["sources"])
+                      sources=sections["sources"], admin=sections["admin"],
+                      stats=sections["stats"])
 
     def model(self, model: type[BaseModel], value: Any, path: Path) -> Any:
         if not isinstance(value, dict):
