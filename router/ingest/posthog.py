@@ -236,10 +236,7 @@ def _v0_event(
         timestamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if timestamp is not None:
         data["timestamp"] = timestamp
-    for key in ("$set", "$set_once"):
-        value = _object(raw.get(key), index, key)
-        if value is not None:
-            data[key] = value
+    _lift_person_updates(data, properties, raw, index)
     uuid = raw.get("uuid")
     return Captured(name, data, uuid if isinstance(uuid, str) else None), token
 
@@ -267,12 +264,32 @@ def _v1_event(raw: dict[str, Any], index: int, lib: dict[str, str]) -> Captured:
             properties.setdefault(key, options[wire])
     for key, value in lib.items():
         properties.setdefault(key, value)
-    data: dict[str, Any] = {"distinct_id": distinct_id.strip(), "timestamp": timestamp.strip()}
-    for key in ("$set", "$set_once"):  # v1 SDKs move these into properties; v0 has them on top
-        if isinstance(properties.get(key), dict):
-            data[key] = properties.pop(key)
-    data["properties"] = _scrubbed(properties)
+    data: dict[str, Any] = {
+        "distinct_id": distinct_id.strip(),
+        "properties": _scrubbed(properties),
+        "timestamp": timestamp.strip(),
+    }
+    _lift_person_updates(data, properties, {}, index)
     return Captured(name, data, uuid.strip())
+
+
+def _lift_person_updates(
+    data: dict[str, Any], properties: dict[str, Any], raw: dict[str, Any], index: int
+) -> None:
+    """``$set`` / ``$set_once`` in one place, ``data``'s top level, whichever the SDK used.
+
+    SDKs put person updates on top (posthog-python v0), in properties (posthog-node,
+    every v1 SDK) or both; PostHog merges them, so the router does, and every backend finds
+    them in one place. On a clash the value in properties wins, as the v1 SDKs decide.
+    """
+    for key in ("$set", "$set_once"):
+        top = _object(raw.get(key), index, key)
+        inside = properties.get(key)
+        if isinstance(inside, dict):
+            del properties[key]
+            top = {**(top or {}), **inside}
+        if top is not None:
+            data[key] = top
 
 
 def _is_object(text: bytes) -> bool:
