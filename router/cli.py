@@ -27,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    if args.command != "serve":  # serve configures its own; the rest log warnings to stderr
+        from . import logs
+
+        logs.configure("warning", "auto")
     try:
         return int(args.run(args) or 0)
     except ConfigError as exc:

@@ -113,7 +113,7 @@ class SqliteSpool:
         self._readers = {b: _Reader(position=p, handed_out=p) for b, p in positions.items()
                          if b in backends}
         orphaned = sorted(set(positions) - set(backends))
-        if orphaned:
+        if orphaned and backends:  # (an admin command opens the spool with no backends)
             log.warning("spool keeps events for backends no longer configured",
                         backends=orphaned, hint="beacon-router dlq purge --backend NAME")
 
