@@ -32,7 +32,8 @@ from .ingest.posthog import Captured, decode_v0, decode_v1
 SOURCE = "posthog"
 V0_PATHS = ("/capture", "/batch", "/e", "/i/v0/e", "/track", "/engage")
 V1_PATH = "/i/v1/analytics/events"
-_METHODS = "GET, POST, OPTIONS"
+V0_METHODS = ("GET", "POST", "OPTIONS")
+V1_METHODS = ("POST", "OPTIONS")
 _ALLOWED_HEADERS = "Content-Type, Content-Encoding, Authorization"
 _PREFLIGHT_MAX_AGE = str(24 * 3600)
 
@@ -68,11 +69,11 @@ class PostHogSource:
             raise Unauthorized("unknown project token")  # never echoed: it may be a secret
         return token
 
-    def cors_headers(self, request: web.Request) -> dict[str, str]:
+    def cors_headers(self, request: web.Request, methods: str) -> dict[str, str]:
         """CORS headers for ``request``: the Origin echoed only when the allowlist has it."""
         if not self.origins:
             return {}
-        headers = {hdrs.VARY: "Origin"}
+        headers: dict[str, str] = {hdrs.VARY: "Origin"}
         origin = request.headers.get(hdrs.ORIGIN)
         if not origin or not ("*" in self.origins or origin in self.origins):
             return headers
@@ -80,7 +81,7 @@ class PostHogSource:
         headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"  # posthog-js may send cookies
         if request.method == "OPTIONS":
             asked = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "")
-            headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = _METHODS
+            headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = methods
             headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = asked[:1024] or _ALLOWED_HEADERS
             headers[hdrs.ACCESS_CONTROL_MAX_AGE] = _PREFLIGHT_MAX_AGE
         return headers
@@ -97,37 +98,38 @@ def add_posthog_routes(app: web.Application) -> None:
     app[POSTHOG] = PostHogSource.from_config(config)
     for path in V0_PATHS:
         for variant in (path, path + "/"):
-            for method in ("GET", "POST", "OPTIONS"):
+            for method in V0_METHODS:
                 app.router.add_route(method, variant, capture_v0)
     for variant in (V1_PATH, V1_PATH + "/"):
-        for method in ("POST", "OPTIONS"):
+        for method in V1_METHODS:
             app.router.add_route(method, variant, capture_v1)
 
 
 async def capture_v0(request: web.Request) -> web.Response:
     """Capture v0: ``200 {"status": 1}`` (``204`` for ``beacon=1``) once the events are durable."""
-    return await _answer(request, _capture_v0)
+    return await _answer(request, _capture_v0, V0_METHODS)
 
 
 async def capture_v1(request: web.Request) -> web.Response:
     """Capture v1: ``200 {"results": {uuid: {"result": "ok"}}}`` once the events are durable."""
-    return await _answer(request, _capture_v1)
+    return await _answer(request, _capture_v1, V1_METHODS)
 
 
-async def _answer(request: web.Request, work: Work) -> web.Response:
+async def _answer(request: web.Request, work: Work, methods: tuple[str, ...]) -> web.Response:
     """Run ``work``, turning a client's mistake into its 4xx answer; CORS headers on either."""
     router = request.app[ROUTER]
     source = request.app[POSTHOG]
     started = time.perf_counter()
+    allowed = ", ".join(methods)
     if request.method == "OPTIONS":
-        response = web.Response(status=204, headers={hdrs.ALLOW: _METHODS})
+        response = web.Response(status=204, headers={hdrs.ALLOW: allowed})
     else:
         try:
             response = await work(request, router, source)
         except InputError as exc:
             router.metrics.rejected.labels(SOURCE, exc.error).inc()
             response = error_response(exc.status, exc.error, exc.detail, exc.retry_after)
-    response.headers.update(source.cors_headers(request))
+    response.headers.update(source.cors_headers(request, allowed))
     route = request.match_info.route.resource
     router.metrics.request_latency.labels(route.canonical if route else request.path).observe(
         time.perf_counter() - started

@@ -173,20 +173,29 @@ def _unwrap(payload: bytes, compression: str | None, limits: Limits) -> bytes:
             payload = decompress(payload, "gzip", limits.max_decompressed)
         elif hint == "lz64":
             payload = lz64.decompress(payload, limits.max_decompressed)
-        elif hint == "base64" or _BASE64.fullmatch(payload):
+        elif hint == "base64":
             payload = _base64(payload)
+        elif _BASE64.fullmatch(payload) and _is_encoded(guess := _base64(payload, guess=True)):
+            payload = guess  # unannounced base64, as older posthog-js sends in data=
         else:
             break
         hint = None
     return payload
 
 
-def _base64(payload: bytes) -> bytes:
+def _base64(payload: bytes, *, guess: bool = False) -> bytes:
     compact = b"".join(payload.split())
     try:
         return b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
     except binascii.Error as exc:
+        if guess:
+            return b""
         raise BadRequest(f"data is not valid base64: {exc}") from exc
+
+
+def _is_encoded(payload: bytes) -> bool:
+    """Whether ``payload`` is JSON or gzip: what a base64 wrapping may hide."""
+    return payload.startswith(GZIP_MAGIC) or _JSON_START.match(payload) is not None
 
 
 def _batch(envelope: dict[str, Any], limits: Limits) -> list[dict[str, Any]]:
@@ -230,7 +239,7 @@ def _v0_event(
     if timestamp is not None and not isinstance(timestamp, str):
         raise BadRequest(f"event {index}: `timestamp` must be an ISO 8601 string")
     offset = raw.get("offset")
-    if timestamp is None and _is_number(offset):
+    if timestamp is None and isinstance(offset, int | float) and not isinstance(offset, bool):
         # posthog-js sends how many milliseconds ago the event happened instead of a time.
         when = now - timedelta(milliseconds=min(max(offset, 0), 10**12))
         timestamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -327,10 +336,6 @@ def _identity(value: Any) -> str | None:
 
 def _token_of(*values: Any) -> str | None:
     return next((v for v in values if isinstance(v, str) and v), None)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")

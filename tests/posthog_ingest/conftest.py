@@ -12,10 +12,16 @@ from router.testing import MockBackend
 
 @pytest.fixture
 def start_router(aiohttp_client, tmp_path) -> StartRouter:
-    """``await start_router(posthog="{tokens: [...]}", pipeline="[...]")`` → a Running router."""
+    """``await start_router(posthog="{tokens: [...]}", pipeline="[...]")`` → a Running router.
 
-    async def start(posthog: str = "{}", pipeline: str = "[]", backends: bool = True) -> Running:
+    Each argument is the YAML of its section; ``backends=False`` leaves the events in the spool.
+    """
+
+    async def start(
+        posthog: str = "{}", pipeline: str = "[]", backends: bool = True, server: str = "{}"
+    ) -> Running:
         text = (
+            f"server: {server}\n"
             f"spool: {{path: {tmp_path / 'spool.db'}}}\n"
             f"sources: {{posthog: {posthog}}}\n"
             f"pipeline: {pipeline}\n"
