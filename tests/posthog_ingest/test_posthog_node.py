@@ -39,8 +39,10 @@ def node() -> str:
             timeout=300,
         )
         if install.returncode != 0:
-            message = f"npm ci failed:\n{install.stderr[-2000:]}"
-            pytest.fail(message) if IN_CI else pytest.skip(message)
+            message = f"npm ci failed (is the npm registry reachable?):\n{install.stderr[-2000:]}"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
     return node
 
 
