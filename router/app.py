@@ -63,6 +63,8 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.router.add_get("/metrics", metrics_endpoint)
     from .sources import add_posthog_routes  # imported here: sources imports this module
     add_posthog_routes(app)
+    from .stats import add_stats_routes  # here too: stats reads this module's ROUTER
+    add_stats_routes(app)
     return app
 
 
