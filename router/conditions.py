@@ -3,6 +3,7 @@
     {field: version, matches: '^2\\.'}
     {field: deployment_type, in: [docker, kubernetes]}
     {all: [{field: platform.os, equals: linux}, {not: {field: beta, exists: true}}]}
+    {source: beacon}        # where the event came in: beacon (POST /beacon) or posthog
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Condition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     field: str | None = None
+    source: str | list[str] | None = None
     equals: Any = None
     in_: list[Any] | None = Field(default=None, alias="in")
     matches: str | None = None
@@ -36,6 +38,10 @@ class Condition(BaseModel):
     @model_validator(mode="after")
     def _one_shape(self) -> Condition:
         set_keys = self.model_fields_set
+        if "source" in set_keys:
+            if len(set_keys) > 1:
+                raise ValueError("`source` stands alone; combine it with all / any / not")
+            return self
         combinators = [k for k in ("all", "any", "not_") if k in set_keys]
         tests = [k for k in _TESTS if k in set_keys]
         if combinators:
@@ -43,8 +49,8 @@ class Condition(BaseModel):
                 raise ValueError("use exactly one of all / any / not, with nothing beside it")
             return self
         if "field" not in set_keys:
-            raise ValueError("a condition needs `field` (with equals, in, matches or exists) "
-                             "or one of all / any / not")
+            raise ValueError("a condition needs `field` (with equals, in, matches or exists), "
+                             "`source`, or one of all / any / not")
         if len(tests) != 1:
             raise ValueError("a field condition takes exactly one of equals, in, matches, exists")
         if self.matches is not None:
@@ -57,6 +63,9 @@ class Condition(BaseModel):
     def compile(self) -> Predicate:
         """A fast predicate over an event; regexes and paths are prepared once here."""
         s = self.model_fields_set
+        if "source" in s:
+            sources = {self.source} if isinstance(self.source, str) else set(self.source or ())
+            return lambda e: e.source in sources
         if "all" in s:
             preds = [c.compile() for c in self.all or []]
             return lambda e: all(p(e) for p in preds)

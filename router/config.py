@@ -8,6 +8,7 @@ imported; each validates its own keys with its ``Options`` model.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 from collections.abc import Mapping
@@ -214,7 +215,7 @@ class FilterSpec:
     """A validated filter entry: its class, its options, and an optional ``when:``."""
 
     type: str
-    cls: type
+    cls: builtins.type[Any]
     options: BaseModel | None
     when: Condition | None
     key: str  # the key path in the file, e.g. "pipeline[2]"
@@ -230,7 +231,7 @@ class BackendSpec:
 
     name: str
     type: str
-    cls: type
+    cls: builtins.type[Any]
     options: BaseModel | None
     enabled: bool = True
     when: Condition | None = None

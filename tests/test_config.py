@@ -158,3 +158,20 @@ def test_check_show_masks_secrets(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "s3cr3t-value" not in result.stdout
     assert "***" in result.stdout
+
+
+def test_a_source_condition_limits_a_filter_to_beacons():
+    from router.event import Event
+    from router.filters import Pipeline
+
+    config = loads("pipeline:\n  - {type: drop, fields: [x], when: {source: beacon}}\n")
+    pipeline = Pipeline(config.pipeline)
+    beacon = pipeline(Event.new({"x": 1, "y": 2}))
+    captured = pipeline(Event.new({"x": 1, "y": 2}, source="posthog"))
+    assert beacon is not None and beacon.data == {"y": 2}
+    assert captured is not None and captured.data == {"x": 1, "y": 2}
+
+
+def test_source_cannot_be_mixed_with_a_field_test():
+    assert "stands alone" in error_of(
+        "pipeline:\n  - {type: drop, fields: [x], when: {source: beacon, field: a, exists: true}}\n")

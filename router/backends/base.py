@@ -6,6 +6,8 @@ jitter, Retry-After, dead-lettering — is the delivery worker's.
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,7 +72,7 @@ class Backend:
     """Base class: a named backend built from its validated ``Options``."""
 
     type: ClassVar[str] = ""
-    Options: ClassVar[type[BaseModel] | None] = None
+    Options: ClassVar[builtins.type[BaseModel]]  # absent on a type that takes no options
     # The largest batch the vendor accepts; the worker never hands over more.
     max_batch_events: ClassVar[int | None] = None
 

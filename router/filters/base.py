@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -29,7 +31,7 @@ class Filter:
     """
 
     type: ClassVar[str] = ""
-    Options: ClassVar[type[BaseModel] | None] = None
+    Options: ClassVar[builtins.type[BaseModel]]  # absent on a type that takes no options
     drop_reason: ClassVar[str] = "dropped"
 
     def __init__(self, options: Any = None) -> None:

@@ -88,3 +88,7 @@ class DeadLetterQueue(Protocol):
 
     async def queues(self) -> dict[str, int]:
         """Every backend the spool keeps a queue for (configured or not) → events queued."""
+
+
+class ManagedSpool(Spool, DeadLetterQueue, Protocol):
+    """A spool with its dead-letter queue: what ``create_spool`` returns."""

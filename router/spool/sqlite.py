@@ -446,7 +446,8 @@ class SqliteSpool:
 
 def _dlq_filter(backend: str, ids: Sequence[int] | None, since: str | None
                 ) -> tuple[str, tuple[Any, ...]]:
-    where, params = "backend = ?", [backend]
+    where = "backend = ?"
+    params: list[Any] = [backend]
     if ids:
         where += f" AND id IN ({', '.join('?' * len(ids))})"
         params.extend(int(i) for i in ids)
