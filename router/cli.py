@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
     command("status", _status, "Show each backend's queue, dead letters and health.")
     command("migrate", _migrate, "Create the tables of every store backend, then exit.")
+    p = command("stats", _stats, "Print the installed base (active, new, churned, breakdowns).")
+    p.add_argument("--days", type=int, default=30, help="the last N days, today included")
     return parser
 
 
@@ -247,6 +249,22 @@ def _migrate(args: argparse.Namespace) -> int:
         return 0
 
     return int(_run(run()))
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .stats.queries import StoreUnavailable
+    from .stats.summary import summary
+
+    config = load(args.config)
+    if not 1 <= args.days <= 800:
+        print("beacon-router: --days is between 1 and 800", file=sys.stderr)
+        return 2
+    try:
+        sys.stdout.write(_run(summary(config, args.days)))
+    except StoreUnavailable as exc:
+        print(f"beacon-router: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _read_input(path: str | None) -> bytes:
