@@ -7,7 +7,7 @@ and stop sit together, and stop runs in reverse: delivery drains before the spoo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -114,19 +114,30 @@ async def post_beacon(request: web.Request) -> web.Response:
     router.metrics.received.labels("beacon").inc(len(beacons))
     context = request_context(request)
     received_at = now_iso()
-    pipeline = router.pipeline
-    durable = []
-    for beacon in beacons:
-        event = pipeline(Event.new(beacon, uuid=beacon.get("uuid"), received_at=received_at,
-                                   context=context))
-        if event is not None:
-            durable.append(event.to_json())
-    if durable:
-        assert router.spool is not None
-        await router.spool.append(durable)
-        router.metrics.accepted.labels("beacon").inc(len(durable))
+    await make_durable(router, "beacon", (
+        Event.new(b, uuid=b.get("uuid"), received_at=received_at, context=context)
+        for b in beacons))
     router.metrics.request_latency.labels("/beacon").observe(time.perf_counter() - started)
     return json_response({"accepted": len(beacons)}, status=202)
+
+
+async def make_durable(router: Router, source: str, events: Iterable[Event]) -> int:
+    """Run the global pipeline on each event and append the survivors to the spool in one
+    durable write; returns how many were kept. Raises Unavailable if the spool refuses."""
+    pipeline = router.pipeline
+    kept = [e for e in map(pipeline, events) if e is not None]
+    if not kept:
+        return 0
+    assert router.spool is not None
+    try:
+        await router.spool.append([e.to_json() for e in kept])
+    except BaseException:
+        for event in kept:
+            for undo in event.undo or ():
+                undo()
+        raise
+    router.metrics.accepted.labels(source).inc(len(kept))
+    return len(kept)
 
 
 def request_context(request: web.Request) -> RequestContext:

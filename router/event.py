@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid as uuid_lib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,9 @@ class Event:
     data: dict[str, Any]
     source: str = "beacon"
     context: RequestContext | None = field(default=None, repr=False, compare=False)
+    # Filters that remember something (dedupe) leave here how to forget it, run if the spool
+    # refuses the event: a client's retry after a 503 must not be dropped as a duplicate.
+    undo: list[Callable[[], None]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def new(cls, data: dict[str, Any], *, name: str = "beacon", source: str = "beacon",

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from aiohttp import hdrs, web
 
-from .app import ROUTER, Router, error_response, json_response, request_context
+from .app import ROUTER, Router, error_response, json_response, make_durable, request_context
 from .config import PostHogSourceConfig
 from .errors import InputError, Unauthorized
 from .event import Event
@@ -188,22 +188,7 @@ async def _make_durable(
     router.metrics.received.labels(SOURCE).inc(len(events))
     context = replace(request_context(request), token=token)  # memory only, like the client IP
     received_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    pipeline = router.pipeline
-    durable = []
-    for captured in events:
-        event = pipeline(
-            Event.new(
-                captured.data,
-                name=captured.name,
-                source=SOURCE,
-                uuid=captured.uuid,
-                received_at=received_at,
-                context=context,
-            )
-        )
-        if event is not None:
-            durable.append(event.to_json())
-    if durable:
-        assert router.spool is not None
-        await router.spool.append(durable)
-        router.metrics.accepted.labels(SOURCE).inc(len(durable))
+    await make_durable(router, SOURCE, (
+        Event.new(c.data, name=c.name, source=SOURCE, uuid=c.uuid, received_at=received_at,
+                  context=context)
+        for c in events))

@@ -246,3 +246,24 @@ backends:
 
 def test_no_test_leaves_data_in_the_repo():
     assert not os.path.exists(os.path.join(REPO, "data", "spool.db-journal"))
+
+
+async def test_a_retry_after_503_is_not_dropped_as_a_duplicate(in_tmp, aiohttp_client):
+    config = loads("spool: {path: ./data/spool.db, max_size: 64KiB, when_full: reject}\n"
+                   "pipeline:\n  - {type: dedupe, fields: [installation_id], window: 24h}\n"
+                   "backends:\n  held: {type: router.testing:MockBackend,"
+                   " when: {field: never, exists: true}}\n")
+    client = await aiohttp_client(create_app(config))
+    for i in range(400):  # fill the spool until it refuses
+        resp = await client.post("/beacon", json={"installation_id": f"filler-{i}",
+                                                  "pad": "x" * 400})
+        if resp.status == 503:
+            break
+    assert resp.status == 503
+    refused = {"installation_id": "the-one", "pad": "x" * 400}
+    assert (await client.post("/beacon", json=refused)).status == 503
+    spool = client.app[ROUTER].spool
+    spool.max_size = None  # space again: the client's retry must be stored, not deduped
+    assert (await client.post("/beacon", json=refused)).status == 202
+    rows = sqlite3.connect("data/spool.db").execute("SELECT body FROM events").fetchall()
+    assert any(b"the-one" in r[0] for r in rows)

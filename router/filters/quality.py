@@ -7,6 +7,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import fastjsonschema
@@ -231,6 +232,10 @@ class SeenSet(Protocol):
         """True if ``key`` was recorded less than a window ago; else record it at ``now``."""
         ...
 
+    def forget(self, key: bytes) -> None:
+        """Drop ``key`` (its event was not stored after all)."""
+        ...
+
 
 class MemorySeenSet:
     """An in-process SeenSet: at most ``max_keys`` keys, oldest forgotten first, O(1) per call.
@@ -260,6 +265,9 @@ class MemorySeenSet:
         if len(keys) > self.max_keys:
             keys.popitem(last=False)
         return False
+
+    def forget(self, key: bytes) -> None:
+        self._first_seen.pop(key, None)
 
 
 class DedupeOptions(Options):
@@ -308,6 +316,9 @@ class Dedupe(Filter):
 
     def __call__(self, event: Event) -> Event | None:
         key = self.key(event)
-        if key is not None and self._seen.seen(key, self._clock()):
+        if key is None:
+            return event
+        if self._seen.seen(key, self._clock()):
             return None
+        event.undo = [*(event.undo or ()), partial(self._seen.forget, key)]
         return event
