@@ -361,6 +361,12 @@ class _Validator:
             shared = self.model(_BackendCommon, {k: v for k, v in entry.items()
                                                  if k in _BACKEND_COMMON - {"filters"}}, where)
             filters = self.filters(entry.get("filters") or [], (*where, "filters"))
+            for i, f in enumerate(filters):
+                # Delivery runs long after the client was answered: nobody to reject to.
+                if getattr(f.options, "on_invalid", None) == "reject":
+                    self.errors.append(self.doc.error(
+                        (*where, "filters", i, "on_invalid"),
+                        "`reject` only works in the global pipeline; use `drop` here"))
             rest = {k: v for k, v in entry.items() if k not in _BACKEND_COMMON}
             options = self.options(cls, rest, where)
             if cls is not None and shared is not None:
