@@ -289,6 +289,7 @@ class SqliteSpool:
             return
         self._loop.call_soon_threadsafe(_settle, started, positions, None)
         last_compaction = 0.0
+        behind = False
         stopping = False
         while not stopping:
             try:
@@ -308,8 +309,10 @@ class SqliteSpool:
                 except queue.Empty:
                     break
             self._commit(conn, group)
-            if time.monotonic() - last_compaction >= _COMPACT_EVERY:
-                self._compact(conn)
+            # One chunk per pass while behind (between write groups, so ingest never waits
+            # long), else one check every _COMPACT_EVERY.
+            if behind or time.monotonic() - last_compaction >= _COMPACT_EVERY:
+                behind = self._compact(conn)
                 last_compaction = time.monotonic()
         conn.close()
 
@@ -402,15 +405,15 @@ class SqliteSpool:
             self.dropped_when_full += count
             self.used_bytes -= freed
 
-    def _compact(self, conn: sqlite3.Connection) -> None:
-        """Delete rows every backend has acked, a chunk at a time, and hand space back."""
+    def _compact(self, conn: sqlite3.Connection) -> bool:
+        """Delete one chunk of rows every backend has acked; True if more are left."""
         row = conn.execute("SELECT min(position) FROM cursors").fetchone()
         if row is None or row[0] is None:
-            return
+            return False
         floor = row[0]
         first = conn.execute("SELECT min(id) FROM events").fetchone()[0]
         if first is None or first > floor:
-            return
+            return False
         upto = min(floor, first + _COMPACT_CHUNK - 1)
         try:
             conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
@@ -420,6 +423,8 @@ class SqliteSpool:
             self._measure(conn)
         except sqlite3.Error as exc:
             log.warning("spool compaction failed", error=str(exc))
+            return False
+        return upto < floor
 
     # -- the reader thread -------------------------------------------------------------------
 
