@@ -62,6 +62,7 @@ class ServerConfig(Strict):
     request_timeout: Duration = 10.0
     shutdown_timeout: Duration = Field(10.0, description="time to finish requests and sends")
     drain_delay: Duration = Field(0.0, description="readyz fails this long before we stop")
+    workers: int = Field(1, ge=1, le=256, description="processes sharing the port (SO_REUSEPORT)")
 
     @field_validator("listen")
     @classmethod
