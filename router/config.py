@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -152,16 +153,70 @@ class PostHogSourceConfig(Strict):
         return v
 
 
-class SourcesConfig(Strict):
-    """``sources:`` — the ingest APIs besides ``POST /beacon``."""
+class BeaconSourceConfig(Strict):
+    """``sources.beacon:`` — ``POST /beacon``; with ``tokens`` set, only their holders write."""
 
+    tokens: tuple[SecretStr, ...] = ()  # sent as `Authorization: Bearer TOKEN`; empty: anyone
+
+    @field_validator("tokens")
+    @classmethod
+    def _no_empty_token(cls, v: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(not t.get_secret_value().strip() for t in v):
+            raise ValueError("a token is empty (is its ${VARIABLE} unset?)")
+        return v
+
+
+class SourcesConfig(Strict):
+    """``sources:`` — the ingest APIs: ``POST /beacon`` and PostHog's capture API."""
+
+    beacon: BeaconSourceConfig = BeaconSourceConfig()
     posthog: PostHogSourceConfig = PostHogSourceConfig()
+
+
+class RateLimitConfig(Strict):
+    """A token bucket: ``rate`` per ``per`` on average, bursts of up to ``burst``."""
+
+    rate: float = Field(gt=0)
+    per: Duration = Field(1.0, gt=0)
+    burst: int | None = Field(None, gt=0, description="default: rate, at least 1")
+
+
+class LimitsConfig(Strict):
+    """``limits:`` — ingest rate limits; token buckets held in memory only, never stored."""
+
+    per_ip: RateLimitConfig | None = Field(None, description="requests per client IP")
+    per_installation: RateLimitConfig | None = Field(
+        None, description="events per installation id (before the pipeline hashes it)")
+    installation_field: str = "installation_id"
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="proxies (CIDRs) whose X-Forwarded-For names the client")
+    max_tracked: int = Field(100_000, gt=0, description="buckets per limit; LRU beyond")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for network in v:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network[:64]!r} is not an IP network "
+                                 "(e.g. 10.0.0.0/8 or 192.0.2.1)") from None
+        return v
 
 
 class AdminConfig(Strict):
     """``admin:`` — the operator's endpoints; all of them answer 404 while ``token`` is unset."""
 
     token: SecretStr | None = None  # compared as `Authorization: Bearer TOKEN`, constant time
+    # host:port of the admin listener, or "same" to serve /admin/ on the ingest port.
+    listen: str = "127.0.0.1:8081"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port_or_same(cls, v: str) -> str:
+        if v != "same":
+            split_listen(v)
+        return v
 
     @field_validator("token")
     @classmethod
@@ -259,6 +314,7 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def enabled_backends(self) -> dict[str, BackendSpec]:
@@ -267,7 +323,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig,
                                        "sources": SourcesConfig, "admin": AdminConfig,
-                                       "stats": StatsConfig}
+                                       "stats": StatsConfig, "limits": LimitsConfig}
 _TOP_LEVEL = {*_SECTIONS, "pipeline", "backends"}
 
 
@@ -310,7 +366,7 @@ class _Validator:
         return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
                       pipeline=pipeline, backends=backends, raw=data,
                       sources=sections["sources"], admin=sections["admin"],
-                      stats=sections["stats"])
+                      stats=sections["stats"], limits=sections["limits"])
 
     def model(self, model: type[BaseModel], value: Any, path: Path) -> Any:
         if not isinstance(value, dict):
