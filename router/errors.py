@@ -5,6 +5,7 @@
     ├── InputError             a client's mistake: a 4xx JSON body, never a 5xx
     │   ├── BadRequest         400  bad JSON, bad shape, too deep, too many events
     │   ├── Unauthorized       401  unknown source token
+    │   ├── RequestTimeout     408  the body did not arrive within server.request_timeout
     │   ├── PayloadTooLarge    413  body or decompressed body over the cap
     │   ├── UnsupportedMedia   415  content type or content encoding we do not read
     │   └── TooManyRequests    429  rate limited (carries Retry-After)
@@ -69,6 +70,13 @@ class Unauthorized(InputError):
 
     status = 401
     error = "unauthorized"
+
+
+class RequestTimeout(InputError):
+    """408: the client sent its body too slowly (server.request_timeout)."""
+
+    status = 408
+    error = "request_timeout"
 
 
 class PayloadTooLarge(InputError):
