@@ -112,6 +112,22 @@ def sqlite_rows_sql(
     return sql, params
 
 
+def sqlite_span_sql(table: str) -> str:
+    """The oldest and newest ``received_at``.
+
+    Two subqueries: SQLite answers a lone min() or max() from the index's ends, but both in
+    one SELECT scan the whole index (330 ms for 1M rows instead of 0.1 ms).
+    """
+    return (
+        f'SELECT (SELECT min(received_at) FROM "{table}"), (SELECT max(received_at) FROM "{table}")'
+    )
+
+
+def sqlite_count_sql(table: str) -> str:
+    """The rows of one day, counted from the index alone."""
+    return f'SELECT count(*) FROM "{table}" WHERE received_at >= ? AND received_at < ?'
+
+
 def sqlite_unpack(dimensions: Sequence[str]) -> Callable[[tuple[Any, ...]], DayRow]:
     """Turns a row of :func:`sqlite_rows_sql` into a :data:`DayRow` in ``dimensions`` order."""
     where = []  # per dimension: -1 for the version column, else its index in the JSON array
@@ -148,20 +164,13 @@ class SqliteReader:
         self, path: Path, table: str, dimensions: Sequence[str], event: str | None
     ) -> None:
         self.path, self.table = path, table
-        self.sql, self._params = sqlite_rows_sql(table, dimensions, event)
+        self.sql, self.params = sqlite_rows_sql(table, dimensions, event)
         self._unpack = sqlite_unpack(dimensions)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="stats-sqlite")
         self._conn: sqlite3.Connection | None = None
 
     async def span(self) -> tuple[date, date] | None:
-        # Two subqueries: SQLite answers a lone min() or max() from the index's ends, but
-        # both in one SELECT scan the whole index (330 ms for 1M rows instead of 0.1 ms).
-        t = self.table
-        row = await self._run(
-            self._fetchone,
-            f'SELECT (SELECT min(received_at) FROM "{t}"), (SELECT max(received_at) FROM "{t}")',
-            (),
-        )
+        row = await self._run(self._fetchone, sqlite_span_sql(self.table), ())
         if row is None or row[0] is None:
             return None
         return date.fromisoformat(row[0][:10]), date.fromisoformat(row[1][:10])
@@ -185,7 +194,7 @@ class SqliteReader:
 
     def _bounds(self, start: date, stop: date) -> list[str]:
         # received_at is fixed-width ISO 8601 text, so a day's rows sort between these two.
-        return [*self._params, start.isoformat(), stop.isoformat()]
+        return [*self.params, start.isoformat(), stop.isoformat()]
 
     async def _run(self, fn: Any, *args: object) -> Any:
         try:
@@ -220,7 +229,7 @@ class SqliteReader:
         conn, counts = self._connect(), {}
         if conn is None:
             return {}
-        sql = f'SELECT count(*) FROM "{self.table}" WHERE received_at >= ? AND received_at < ?'
+        sql = sqlite_count_sql(self.table)
         for i in range((stop - start).days):
             day = start + timedelta(days=i)
             (n,) = conn.execute(sql, (day.isoformat(), (day + ONE_DAY).isoformat())).fetchone()
@@ -277,7 +286,7 @@ class PostgresReader:
         timeout: float,
     ) -> None:
         self.dsn, self.qualified = dsn, qualified
-        self.sql, self._params = postgres_rows_sql(qualified, dimensions, event)
+        self.sql, self.params = postgres_rows_sql(qualified, dimensions, event)
         self._password, self._timeout = password, timeout
         self._pool: asyncpg.Pool | None = None
 
@@ -303,14 +312,12 @@ class PostgresReader:
         return {r[0]: r[1] for r in rows or ()}
 
     async def rows(self, start: date, stop: date) -> list[DayRow]:
-        rows = await self._query(
-            "fetch", self.sql, *self._params, day_start(start), day_start(stop)
-        )
+        rows = await self._query("fetch", self.sql, *self.params, day_start(start), day_start(stop))
         return [(r[0], r[1], tuple(r[2:])) for r in rows or ()]  # #>> gives text already
 
     async def plan(self, start: date, stop: date) -> str:
         rows = await self._query(
-            "fetch", "EXPLAIN " + self.sql, *self._params, day_start(start), day_start(stop)
+            "fetch", "EXPLAIN " + self.sql, *self.params, day_start(start), day_start(stop)
         )
         return "\n".join(r[0] for r in rows or ())
 
