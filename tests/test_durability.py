@@ -125,15 +125,23 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(router_process, rec
     await receiver.wait_for(set(acked))
 
 
-async def test_sigterm_exits_cleanly_and_the_rest_is_delivered_after_restart(
+async def test_sigterm_mid_load_exits_0_and_the_rest_is_delivered_after_restart(
         router_process, receiver):
     router = router_process(CONFIG.format(port=receiver.port))
     router.start()
     await router.wait_ready()
     acked: list[str] = []
+
+    async def load(http: aiohttp.ClientSession) -> None:
+        for _ in range(300):  # bounded
+            await send(http, router.url, acked)
+
     async with aiohttp.ClientSession() as http:
-        await asyncio.gather(*(send(http, router.url, acked) for _ in range(50)))
-    assert router.terminate() == 0, router.logs()
+        senders = [asyncio.create_task(load(http)) for _ in range(8)]
+        while len(acked) < 100:
+            await asyncio.sleep(0.01)
+        assert router.terminate() == 0, router.logs()
+        await asyncio.gather(*senders)
 
     await receiver.start()
     router.start()
