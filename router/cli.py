@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="host:port, overriding server.listen")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes sharing the port, each with its own spool file "
+                        "(overrides server.workers; see docs/deploy.md)")
 
     p = command("check", _check, "Validate a config: exit 0 if valid, else 2 naming the key.")
     p.add_argument("--show", action="store_true",
@@ -83,14 +86,35 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from . import logs
     from .config import split_listen
-    from .server import serve
 
     config = load(args.config)
     logs.configure(args.log_level, args.log_format)
     host, port = split_listen(args.listen) if args.listen else (config.server.host,
                                                                  config.server.port)
+    workers = config.server.workers if args.workers is None else args.workers
+    if workers < 1:
+        print("beacon-router: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers == 1:
+        return _serve_worker(config, host, port)
+    from .workers import Supervisor
+
+    supervisor = Supervisor(config, args.config, workers,
+                            lambda cfg, slot: _serve_worker(cfg, host, port, slot),
+                            host=host, port=port)
     try:
-        _run(serve(config, host, port))
+        return supervisor.run()
+    except OSError as exc:  # the port is taken by a process that does not share it
+        print(f"beacon-router: cannot serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve_worker(config: Config, host: str, port: int, slot: Any = None) -> int:
+    """Serve in this process (one worker of several when ``slot`` is given); the exit code."""
+    from .server import serve
+
+    try:
+        _run(serve(config, host, port, worker=slot))
     except (OSError, RouterError) as exc:  # the port is taken, the spool cannot open, …
         print(f"beacon-router: cannot serve: {exc}", file=sys.stderr)
         return 1

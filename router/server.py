@@ -11,13 +11,35 @@ from aiohttp import web
 
 from .app import ROUTER, create_app
 from .config import Config
+from .spool import adoption
+from .spool.shards import ShardLock, shard_path, worker_spool
+from .workers import WorkerSlot
 
 log = structlog.get_logger(__name__)
 
 
-async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Serve ``config`` on host:port until told to stop."""
-    app = create_app(config)
+async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
+                worker: WorkerSlot | None = None) -> None:
+    """Serve ``config`` on host:port until told to stop; ``worker`` is this process's slot
+    under ``serve --workers`` (its own spool file, the port shared with SO_REUSEPORT)."""
+    slot = worker or WorkerSlot()
+    lock = None
+    if config.spool.type == "sqlite":
+        # Only the lock holder may deliver from a spool file (spool/shards.py). A previous
+        # process on this file may still be draining: wait for it as long as it may take.
+        lock = ShardLock(shard_path(config.spool.path, slot.index))
+        await lock.acquire(config.server.drain_delay + config.server.shutdown_timeout * 2 + 5)
+    try:
+        await _serve(config, host, port, reuse_port=reuse_port or slot.count > 1, slot=slot)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
+                 slot: WorkerSlot) -> None:
+    app = create_app(config, spool=worker_spool(config.spool, slot.index, slot.count))
+    adoption.install(app, slot.index, slot.count)
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_timeout)
     await runner.setup()

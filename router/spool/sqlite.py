@@ -81,8 +81,12 @@ class SqliteSpool:
     """A durable, multi-reader event log in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str, *, max_size: int | None = None,
-                 when_full: str = "reject", synchronous: str = "FULL") -> None:
+                 when_full: str = "reject", synchronous: str = "FULL",
+                 dead_letter_id_base: int = 0) -> None:
         self.path = path
+        # A worker's own file numbers its dead letters above this, so ids name their file
+        # across the files of ``serve --workers`` (spool/shards.py).
+        self.dead_letter_id_base = dead_letter_id_base
         self.max_size = max_size
         self.when_full = when_full
         self.synchronous = synchronous
@@ -198,6 +202,13 @@ class SqliteSpool:
     async def depth(self, backend: str) -> int:
         return max(0, self.last_id - self._readers[backend].position)
 
+    async def holds_nothing(self) -> bool:
+        """No event kept for any backend and no dead letter: the file may be deleted."""
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._query,
+            "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM dead_letters)", ())
+        return not rows[0][0]
+
     # -- dead-letter queue (beacon-router dlq ...) -------------------------------------------
 
     async def dead_letters(self, backend: str, limit: int = 100, since: str | None = None
@@ -277,6 +288,10 @@ class SqliteSpool:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.executescript(_SCHEMA)
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'dead_letters', ? "
+                          "WHERE ? > 0 AND NOT EXISTS (SELECT 1 FROM sqlite_sequence "
+                          "WHERE name = 'dead_letters')",
+                          (self.dead_letter_id_base, self.dead_letter_id_base))
             columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
             if "target" not in columns:  # a spool file from before DLQ replay existed
                 conn.execute("ALTER TABLE events ADD COLUMN target TEXT")

@@ -1,0 +1,131 @@
+"""Drain the spool files of workers that no longer exist, then delete them.
+
+When ``serve --workers`` goes from 4 to 2, files ``spool-2.db`` and ``spool-3.db`` still hold
+events. Worker ``i`` of ``N`` adopts every file whose index ``k >= N`` has ``k % N == i``: it
+takes the file's lock, delivers its events to the configured backends (no new event is ever
+written there) and, once the file holds no event and no dead letter, deletes it. A file whose
+lock is busy (its old process is still stopping) is tried again a moment later. A file that keeps
+dead letters or events of a backend no longer configured stays until ``beacon-router dlq``
+replays or purges them, like the main spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from ..config import Config
+from ..delivery import Delivery
+from ..metrics import Metrics
+from .shards import ShardLock, remove_spool_file, shard_files, worker_spool
+from .sqlite import SqliteSpool
+
+log = structlog.get_logger(__name__)
+
+_SCAN_EVERY = 2.0  # seconds between looks for files to adopt (or whose lock was busy)
+_CHECK_EVERY = 1.0  # seconds between "is this file empty yet?" checks while draining
+
+
+class Adoption:
+    """Worker ``index`` of ``count``: finds, drains and deletes the files it inherits."""
+
+    def __init__(self, config: Config, index: int, count: int, metrics: Metrics) -> None:
+        self.config, self.index, self.count, self.metrics = config, index, count, metrics
+        self.draining: dict[int, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._scanner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._scanner = asyncio.create_task(self._scan(), name="spool-adoption")
+
+    async def stop(self) -> None:
+        """Stop delivering from adopted files (sends in flight get ``shutdown_timeout``)."""
+        self._stopping.set()
+        tasks = [t for t in (self._scanner, *self.draining.values()) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def mine(self, index: int) -> bool:
+        """Whether file ``index`` is one this worker inherits."""
+        return index >= self.count and index % self.count == self.index
+
+    async def _scan(self) -> None:
+        while not self._stopping.is_set():
+            for index, path in shard_files(self.config.spool.path).items():
+                if not self.mine(index) or index in self.draining:
+                    continue
+                lock = ShardLock(path)
+                if not lock.try_acquire():
+                    continue  # still held by a process that is stopping: next scan
+                if not os.path.exists(path):  # drained and deleted while we looked
+                    lock.release(remove=True)
+                    continue
+                task = asyncio.create_task(
+                    self._drain(index, path, lock), name=f"spool-adoption:{index}"
+                )
+                self.draining[index] = task
+                task.add_done_callback(lambda _t, i=index: self.draining.pop(i, None))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _SCAN_EVERY)
+
+    async def _drain(self, index: int, path: str, lock: ShardLock) -> None:
+        spool = worker_spool(self.config.spool, index, 1)
+        assert isinstance(spool, SqliteSpool)
+        backends = self.config.enabled_backends
+        emptied = False
+        try:
+            await spool.open(list(backends))
+            delivery = Delivery(list(backends.values()), spool, self.metrics)
+            log.info(
+                "draining the spool file of a former worker",
+                spool=path,
+                queued={name: await spool.depth(name) for name in backends},
+            )
+            delivery.start()
+            try:
+                while not self._stopping.is_set():
+                    if await spool.holds_nothing():
+                        emptied = True
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), _CHECK_EVERY)
+            finally:
+                await delivery.stop(self.config.server.shutdown_timeout)
+                await spool.close()
+        except Exception:  # a bad file must not take the worker down: retried next scan
+            log.exception("draining a former worker's spool file failed", spool=path)
+        finally:
+            if emptied:
+                remove_spool_file(path)
+                log.info("former worker's spool file drained and removed", spool=path)
+            lock.release(remove=emptied)
+
+
+def install(app: web.Application, index: int, count: int) -> None:
+    """Run :class:`Adoption` beside the app's own delivery (a SQLite spool only: a shared
+    Redis stream has nothing to adopt). Call before the app starts."""
+    from ..app import ROUTER  # here: app imports the spool package
+
+    router = app[ROUTER]
+    if router.config.spool.type != "sqlite":
+        return
+    adoption = Adoption(router.config, index, count, router.metrics)
+    stopping: list[asyncio.Task[None]] = []
+
+    async def begin_stop(_app: web.Application) -> None:
+        # on_shutdown runs before requests are drained: adopted files stop meanwhile.
+        stopping.append(asyncio.create_task(adoption.stop()))
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        adoption.start()
+        try:
+            yield
+        finally:
+            await (stopping[0] if stopping else adoption.stop())
+
+    app.on_shutdown.append(begin_stop)
+    app.cleanup_ctx.append(ctx)

@@ -1,0 +1,245 @@
+"""``serve --workers N``: N processes on one port, each with its own spool, and their supervisor.
+
+Each worker binds the port with ``SO_REUSEPORT``, so the kernel spreads connections over them,
+and runs the whole router (ingest, pipeline, spool, delivery). With a SQLite spool each worker
+owns one file, locked (``spool/shards.py``), so every event is in exactly one file and delivered
+from it by exactly one process. A Redis spool is shared by all: each worker is one more consumer.
+
+The parent forks the workers after loading the config once (so all share one validated config
+and one hash key), restarts a worker that dies, forwards SIGHUP, and on SIGTERM/SIGINT forwards
+the signal, waits for every worker to drain, and exits 0 if all exited cleanly. It runs no
+event loop and no thread: it waits for signals with ``sigtimedwait``, which cannot race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from .config import Config, load
+from .errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_RAN_LONG_ENOUGH = 10.0  # seconds: a worker that lived this long was healthy; restart at once
+_MAX_QUICK_DEATHS = 5  # in a row, for one slot: it cannot start (bad disk, port…); give up
+_KILL_MARGIN = 15.0  # seconds past drain_delay + 2 * shutdown_timeout before SIGKILL
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Which of the ``count`` worker processes this one is (``index`` from 0)."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass
+class _Child:
+    slot: WorkerSlot
+    pid: int
+    started: float
+
+
+class Supervisor:
+    """Forks ``count`` workers running ``target(config, slot)`` and keeps them running."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_file: str,
+        count: int,
+        target: Callable[[Config, WorkerSlot], int],
+        *,
+        host: str,
+        port: int,
+    ) -> None:
+        self.config, self.config_file, self.count = config, config_file, count
+        self.target, self.host, self.port = target, host, port
+        self.children: dict[int, _Child] = {}  # pid → child
+        self._quick_deaths = [0] * count
+        self._restart_at: dict[int, float] = {}  # slot index → monotonic time
+        self._stopping_since: float | None = None
+        self._clean = True
+
+    def run(self) -> int:
+        """Start the workers and supervise them until they all stopped; the exit code."""
+        check_port_free(self.host, self.port)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            log.info(
+                "supervisor started",
+                workers=self.count,
+                pid=os.getpid(),
+                listen=f"{self.host}:{self.port}",
+            )
+            for index in range(self.count):
+                self._spawn(index, old_mask)
+            while self.children or (self._restart_at and self._stopping_since is None):
+                info = signal.sigtimedwait(_SIGNALS, 0.5)
+                if info is not None:
+                    self._on_signal(info.si_signo)
+                self._reap()
+                self._restart_due(old_mask)
+                self._escalate()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        log.info("supervisor stopped", clean=self._clean)
+        return 0 if self._clean else 1
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _on_signal(self, signo: int) -> None:
+        if signo in (signal.SIGTERM, signal.SIGINT):
+            if self._stopping_since is None:
+                self._stopping_since = time.monotonic()
+                self._restart_at.clear()
+                log.info(
+                    "stopping workers",
+                    signal=signal.Signals(signo).name,
+                    workers=len(self.children),
+                )
+            self._forward(signo)
+        elif signo == signal.SIGHUP:
+            self._reload()
+            self._forward(signo)
+
+    def _reload(self) -> None:
+        """Re-read the config for workers started from now on; the workers reload their own."""
+        try:
+            self.config = load(self.config_file)
+        except ConfigError as exc:
+            log.error(
+                "config reload failed; restarted workers keep the previous config", error=str(exc)
+            )
+            return
+        log.info("config reloaded for restarted workers")
+
+    def _forward(self, signo: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signo)
+
+    # -- children ------------------------------------------------------------------------------
+
+    def _spawn(self, index: int, old_mask: object) -> None:
+        slot = WorkerSlot(index, self.count)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the supervisor's code
+            code = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # type: ignore[arg-type]
+                _exit_with_parent(parent)
+                structlog.contextvars.bind_contextvars(worker=index)
+                code = self.target(self.config, slot)
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.children[pid] = _Child(slot, pid, time.monotonic())
+        log.info("worker started", worker=index, pid=pid)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None:
+                self._exited(child, status)
+
+    def _exited(self, child: _Child, status: int) -> None:
+        index = child.slot.index
+        code = os.waitstatus_to_exitcode(status)
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        if self._stopping_since is not None:
+            if code != 0:
+                self._clean = False
+                log.warning("worker stopped uncleanly", worker=index, pid=child.pid, how=how)
+            return
+        ran = time.monotonic() - child.started
+        self._quick_deaths[index] = 0 if ran >= _RAN_LONG_ENOUGH else self._quick_deaths[index] + 1
+        if self._quick_deaths[index] >= _MAX_QUICK_DEATHS:
+            log.error("worker keeps dying at start; stopping all workers", worker=index, how=how)
+            self._clean = False
+            self._stopping_since = time.monotonic()
+            self._restart_at.clear()
+            self._forward(signal.SIGTERM)
+            return
+        delay = (
+            0.0
+            if not self._quick_deaths[index]
+            else min(30.0, 0.5 * 2 ** (self._quick_deaths[index] - 1))
+        )
+        log.error(
+            "worker died; restarting it",
+            worker=index,
+            pid=child.pid,
+            how=how,
+            ran_seconds=round(ran, 1),
+            restart_in=delay,
+        )
+        self._restart_at[index] = time.monotonic() + delay
+
+    def _restart_due(self, old_mask: object) -> None:
+        now = time.monotonic()
+        for index, at in list(self._restart_at.items()):
+            if at <= now and self._stopping_since is None:
+                del self._restart_at[index]
+                self._spawn(index, old_mask)
+
+    def _escalate(self) -> None:
+        """SIGKILL workers that outlive every drain they were given (a hung process)."""
+        if self._stopping_since is None or not self.children:
+            return
+        server = self.config.server
+        budget = server.drain_delay + 2 * server.shutdown_timeout + _KILL_MARGIN
+        if time.monotonic() - self._stopping_since > budget:
+            log.error(
+                "workers did not stop in time; killing them",
+                workers=len(self.children),
+                waited_seconds=round(budget, 1),
+            )
+            self._clean = False
+            self._forward(signal.SIGKILL)
+            self._stopping_since = time.monotonic()  # give the kernel time; kill again later
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before forking when the port is taken by a process that does not share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((host, port))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies (even of SIGKILL), so no
+    orphan keeps serving and holding its spool lock; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

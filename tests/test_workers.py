@@ -1,0 +1,328 @@
+"""``serve --workers N``: real processes sharing a port, one spool file each, none orphaned.
+
+The router runs as a real ``beacon-router serve --workers N`` subprocess tree; events go to a
+real webhook receiver on loopback, which counts every uuid it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import aiohttp
+import pytest
+from aiohttp import web
+from support import REPO, RouterProcess, free_port, require_service
+
+CONFIG = """
+server: {{shutdown_timeout: 2s}}
+spool: {{path: ./data/spool.db}}
+backends:
+  hook:
+    type: webhook
+    url: http://127.0.0.1:{port}/hook
+    timeout: 2s
+    batch: {{max_events: 50, max_wait: 50ms}}
+    retry: {{initial: 50ms, max: 200ms, give_up_after: 1h}}
+"""
+
+
+class Receiver:
+    """A webhook endpoint that counts how often it was sent each event's uuid."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.seen: Counter[str] = Counter()
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.seen.update(e["uuid"] for e in body["events"])
+        return web.json_response({"ok": True})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def wait_for(self, wanted: set[str], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wanted <= set(self.seen):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(wanted - set(self.seen))} acknowledged events never arrived")
+
+
+class Workers(RouterProcess):
+    """``beacon-router serve --workers N``; knows its workers' pids from the log."""
+
+    def __init__(self, config: str, port: int, workdir: str, workers: int) -> None:
+        super().__init__(config, port, workdir)
+        self.workers = workers
+        self._log_from = 0
+
+    def start(self) -> None:
+        self._log_from = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "router.cli",
+                    "serve",
+                    "--config",
+                    self.config,
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--log-format",
+                    "json",
+                    "--workers",
+                    str(self.workers),
+                ],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": REPO},
+            )
+
+    def events(self, name: str) -> list[dict]:
+        with open(self.log, encoding="utf-8", errors="replace") as fh:
+            fh.seek(self._log_from)
+            lines = [json.loads(line) for line in fh if line.startswith("{")]
+        return [line for line in lines if line.get("event") == name]
+
+    def pids(self) -> dict[int, int]:
+        """Worker index → pid of its latest incarnation."""
+        return {e["worker"]: e["pid"] for e in self.events("worker started")}
+
+    async def wait_listening(self, count: int, timeout: float = 30.0) -> None:
+        """Until ``count`` workers (incarnations) have logged that they listen, then ready."""
+        deadline = time.monotonic() + timeout
+        while len(self.events("listening")) < count:
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"workers not listening:\n{self.logs()}")
+            await asyncio.sleep(0.05)
+        await self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # lets the workers go too
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Factory: ``workers(config_text, n)``; the router processes stop after the test."""
+    made: list[Workers] = []
+    port = free_port()
+
+    def make(config_text: str, n: int) -> Workers:
+        path = tmp_path / "router.yaml"
+        path.write_text(config_text)
+        proc = Workers(str(path), port, str(tmp_path), n)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+@pytest.fixture
+async def receiver():
+    r = Receiver()
+    yield r
+    await r.stop()
+
+
+async def post_beacons(url: str, count: int, *, concurrency: int = 16) -> list[str]:
+    """POST ``count`` beacons, each on a new connection (so the kernel spreads them over the
+    workers); the uuids the router acknowledged with 202."""
+    acked: list[str] = []
+    todo = iter(range(count))
+
+    async def sender(http: aiohttp.ClientSession) -> None:
+        for _ in todo:
+            event_id = str(uuid.uuid4())
+            try:
+                async with http.post(
+                    f"{url}/beacon",
+                    json={
+                        "uuid": event_id,
+                        "installation_id": str(uuid.uuid4()),
+                        "version": "1.4.2",
+                    },
+                ) as resp:
+                    if resp.status == 202:
+                        acked.append(event_id)
+            except (TimeoutError, aiohttp.ClientError):
+                pass  # not acknowledged: the router owes nothing for it
+
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(sender(http) for _ in range(concurrency)))
+    return acked
+
+
+def events_written(path: str) -> int:
+    """How many events were ever appended to a spool file (its id counter survives deletes)."""
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def wait_gone(path: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not os.path.exists(path), f"{path} is still there"
+
+
+async def test_two_workers_share_the_port_and_deliver_every_event_exactly_once(
+    workers, receiver, tmp_path
+):
+    await receiver.start()
+    router = workers(CONFIG.format(port=receiver.port), 2)
+    router.start()
+    await router.wait_listening(2)
+
+    acked = await post_beacons(router.url, 300)
+    assert len(acked) == 300
+    await receiver.wait_for(set(acked))
+    await asyncio.sleep(0.3)  # a duplicate, if any, would arrive in this time
+    assert router.terminate() == 0, router.logs()
+
+    assert set(receiver.seen) == set(acked)
+    assert max(receiver.seen.values()) == 1, "an event was delivered twice"
+    first, second = (
+        events_written(tmp_path / "data/spool.db"),
+        events_written(tmp_path / "data/spool-1.db"),
+    )
+    assert first > 0 and second > 0, "one worker received no traffic"
+    assert first + second == 300
+
+
+async def test_a_worker_killed_with_sigkill_is_restarted_and_no_acked_event_is_lost(
+    workers, receiver
+):
+    await receiver.start()
+    router = workers(CONFIG.format(port=receiver.port), 2)
+    router.start()
+    await router.wait_listening(2)
+    victim = router.pids()[1]
+
+    load = asyncio.create_task(post_beacons(router.url, 600))
+    while sum(receiver.seen.values()) < 100 and not load.done():
+        await asyncio.sleep(0.01)
+    os.kill(victim, signal.SIGKILL)
+    acked = await load
+    await router.wait_listening(3)  # the restarted worker listens again
+    assert router.pids()[1] != victim
+    acked += await post_beacons(router.url, 100)  # both incarnations' files are served
+
+    await receiver.wait_for(set(acked))
+    assert len(acked) >= 200
+    assert router.events("worker died; restarting it")[0]["how"] == "signal SIGKILL"
+    assert router.terminate() == 0, router.logs()
+
+
+async def test_events_of_a_second_worker_are_delivered_after_restarting_with_one(
+    workers, receiver, tmp_path
+):
+    router = workers(CONFIG.format(port=receiver.port), 2)  # the receiver is down for now
+    router.start()
+    await router.wait_listening(2)
+    acked = await post_beacons(router.url, 200)
+    assert router.terminate() == 0, router.logs()
+    shard = tmp_path / "data/spool-1.db"
+    assert events_written(shard) > 0
+
+    await receiver.start()
+    single = workers(CONFIG.format(port=receiver.port), 1)
+    single.start()
+    await single.wait_ready()
+    await receiver.wait_for(set(acked))
+    await wait_gone(shard)
+    await wait_gone(f"{shard}.lock")
+    assert (tmp_path / "data/spool.db").exists()
+    assert max(receiver.seen.values()) == 1
+
+
+async def test_serve_with_workers_fails_fast_when_another_program_holds_the_port(tmp_path):
+    (tmp_path / "router.yaml").write_text("spool: {path: ./data/spool.db}\n")
+    with socket.socket() as holder:  # no SO_REUSEPORT: the workers cannot join it
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "router.cli",
+                "serve",
+                "--config",
+                "router.yaml",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": REPO},
+        )
+    assert done.returncode == 1
+    assert "cannot serve" in done.stderr
+    assert not (tmp_path / "data").exists(), "no worker should have started"
+
+
+@pytest.mark.redis
+async def test_two_workers_share_one_redis_stream_and_deliver_every_event_once(workers, receiver):
+    require_service("Redis", "127.0.0.1", 6379)
+    await receiver.start()
+    prefix = f"test-workers-{uuid.uuid4().hex[:8]}"
+    config = CONFIG.format(port=receiver.port).replace(
+        "spool: {path: ./data/spool.db}",
+        f"spool: {{type: redis, url: 'redis://127.0.0.1:6379/0', key_prefix: {prefix}}}",
+    )
+    router = workers(config, 2)
+    router.start()
+    await router.wait_listening(2)
+    try:
+        acked = await post_beacons(router.url, 200)
+        assert len(acked) == 200
+        await receiver.wait_for(set(acked))
+        await asyncio.sleep(0.3)
+        assert max(receiver.seen.values()) == 1, "an event was delivered twice"
+        assert router.terminate() == 0, router.logs()
+    finally:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
