@@ -95,7 +95,9 @@
     // The versions most installations run now first, then the largest over the range.
     const order = [...new Set([...latest, ...[...totals.keys()].sort(
       (a, b) => totals.get(b) - totals.get(a))])];
-    const top = order.slice(0, TOP_VERSIONS);
+    // Stacked oldest at the bottom, newest on top, whatever their sizes.
+    const top = order.slice(0, TOP_VERSIONS).sort(
+      (a, b) => a.localeCompare(b, "en", { numeric: true }));
     const series = top.map((v) => report.versions.map((p) => p.counts[v] || 0));
     if (order.length > TOP_VERSIONS) {
       series.push(report.versions.map((p) => Object.entries(p.counts)
