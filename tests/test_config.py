@@ -135,10 +135,10 @@ def test_check_exits_0_for_a_valid_config():
 
 def test_check_exits_2_with_file_line_key_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("server:\n  listen: 0.0.0.0:8080\n  workers: lots\n")
+    bad.write_text("server:\n  listen: 0.0.0.0:8080\n  wrokers: 2\n")
     result = run_cli("check", "--config", str(bad))
     assert result.returncode == 2
-    assert f"{bad}:3: server.workers: unknown key" in result.stderr
+    assert f"{bad}:3: server.wrokers: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
 
 
