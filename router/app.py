@@ -2,10 +2,14 @@
 
 ``create_app(config)`` wires one resource per ``cleanup_ctx`` (spool, delivery) so that start
 and stop sit together, and stop runs in reverse: delivery drains before the spool closes.
+Every request passes the ingest guard first (per-IP rate limit, a deadline for the body), and
+every response leaves with the security headers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,13 +18,15 @@ import orjson
 import structlog
 from aiohttp import web
 
+from . import auth
 from .config import Config
 from .delivery import Delivery
-from .errors import InputError
-from .event import Event, RequestContext, now_iso
+from .errors import InputError, RequestTimeout, Unauthorized
+from .event import Event, RequestContext, get_path, now_iso
 from .filters import Pipeline
 from .ingest import Limits, decode_beacons, read_body
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE, Metrics, collect_spool
+from .ratelimit import RateLimits
 from .spool import Spool, create_spool
 
 log = structlog.get_logger(__name__)
@@ -35,6 +41,7 @@ class Router:
     metrics: Metrics
     pipeline: Pipeline
     limits: Limits
+    rate_limits: RateLimits
     spool: Spool | None = None
     delivery: Delivery | None = None
     draining: bool = False
@@ -48,13 +55,15 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     """The router as an aiohttp app; ``spool`` may be given (tests), else built from config."""
     metrics = Metrics()
     router = Router(config=config, metrics=metrics, limits=Limits.from_server(config.server),
-                    pipeline=Pipeline(config.pipeline, on_drop=_drop_counter(metrics)))
+                    rate_limits=RateLimits(config.limits),
+                    pipeline=Pipeline(config.pipeline, on_drop=drop_counter(metrics)))
     # aiohttp's own cap is only a backstop: read_body enforces max_body with a clear 413. Its
     # parser must not decompress either: read_body does, under the max_decompressed cap.
-    app = web.Application(middlewares=[error_middleware],
+    app = web.Application(middlewares=[error_middleware, ingest_guard],
                           client_max_size=config.server.max_body + 1024,
                           handler_args={"auto_decompress": False})
     app[ROUTER] = router
+    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
     app.router.add_post("/beacon", post_beacon)
@@ -65,10 +74,16 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     add_posthog_routes(app)
     from .stats import add_stats_routes  # here too: stats reads this module's ROUTER
     add_stats_routes(app)
+    from .reload import add_reloader  # and here: reload swaps this module's Router fields
+    add_reloader(app)
+    if config.admin.listen == "same":  # else server.py serves it on its own listener
+        from .admin import add_admin_routes
+        add_admin_routes(app)
     return app
 
 
-def _drop_counter(metrics: Metrics) -> Callable[[str, str], None]:
+def drop_counter(metrics: Metrics) -> Callable[[str, str], None]:
+    """The pipeline's drop hook: counts each drop by filter and reason."""
     def count(filter_name: str, reason: str) -> None:
         metrics.dropped.labels("pipeline", filter_name, reason).inc()
     return count
@@ -109,15 +124,23 @@ async def post_beacon(request: web.Request) -> web.Response:
     """Decode, run the global pipeline, make the survivors durable, then (only then) 202."""
     router = request.app[ROUTER]
     started = time.perf_counter()
-    body = await read_body(request, router.limits)
-    beacons = decode_beacons(body, request.headers.get("Content-Type"), router.limits)
-    router.metrics.received.labels("beacon").inc(len(beacons))
-    context = request_context(request)
-    received_at = now_iso()
-    await make_durable(router, "beacon", (
-        Event.new(b, uuid=b.get("uuid"), received_at=received_at, context=context)
-        for b in beacons))
-    router.metrics.request_latency.labels("/beacon").observe(time.perf_counter() - started)
+    try:
+        tokens = router.config.sources.beacon.tokens
+        if tokens and not auth.matches(auth.bearer(request.headers.get("Authorization")), tokens):
+            raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
+        body = await read_body(request, router.limits)
+        beacons = decode_beacons(body, request.headers.get("Content-Type"), router.limits)
+        router.metrics.received.labels("beacon").inc(len(beacons))
+        # Keyed on the raw id, before the pipeline hashes it; only a salted digest is kept.
+        field_name = router.config.limits.installation_field
+        router.rate_limits.check_installations(get_path(b, field_name) for b in beacons)
+        context = request_context(request)
+        received_at = now_iso()
+        await make_durable(router, "beacon", (
+            Event.new(b, uuid=b.get("uuid"), received_at=received_at, context=context)
+            for b in beacons))
+    finally:
+        router.metrics.request_latency.labels("/beacon").observe(time.perf_counter() - started)
     return json_response({"accepted": len(beacons)}, status=202)
 
 
@@ -144,7 +167,13 @@ def request_context(request: web.Request) -> RequestContext:
     """The request facts filters may use; held in memory only."""
     headers = request.headers
     return RequestContext(dnt=headers.get("DNT") == "1", gpc=headers.get("Sec-GPC") == "1",
-                          client_ip=request.remote, user_agent=headers.get("User-Agent"))
+                          client_ip=client_ip(request), user_agent=headers.get("User-Agent"))
+
+
+def client_ip(request: web.Request) -> str | None:
+    """The client's address, read through ``limits.trusted_proxies``; memory only, never kept."""
+    return request.app[ROUTER].rate_limits.client_ip(request.remote,
+                                                     request.headers.get("X-Forwarded-For"))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -170,11 +199,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     router = request.app[ROUTER]
-    spool = router.spool
-    if spool is not None:
-        router.metrics.spool_bytes.set(getattr(spool, "used_bytes", 0))
-        for name in router.config.enabled_backends:
-            router.metrics.spool_depth.labels(name).set(await spool.depth(name))
+    if router.spool is not None and router.delivery is not None:
+        await collect_spool(router.metrics, router.spool, list(router.delivery.workers))
     resp = web.Response(body=router.metrics.render())
     resp.content_type = CONTENT_TYPE.split(";")[0]
     return resp
@@ -190,7 +216,8 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
 
 def error_response(status: int, error: str, detail: str, retry_after: float | None = None
                    ) -> web.Response:
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
+    # Rounded up: a client that comes back after Retry-After must find a token waiting.
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
     return json_response({"error": error, "detail": detail}, status=status, headers=headers)
 
 
@@ -200,7 +227,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except InputError as exc:
-        request.app[ROUTER].metrics.rejected.labels("beacon", exc.error).inc()
+        request.app[ROUTER].metrics.rejected.labels(_source(request), exc.error).inc()
         return error_response(exc.status, exc.error, exc.detail, exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -214,3 +241,65 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", path=request.path, method=request.method)
         return error_response(500, "internal_error", "the router failed; see its log")
+
+
+def _source(request: web.Request) -> str:
+    """The ``source`` label of a rejected request: beacon, posthog, or other."""
+    from .sources import SOURCE, V0_PATHS, V1_PATH
+
+    path = request.path.rstrip("/") or "/"
+    if path == "/beacon":
+        return "beacon"
+    return SOURCE if path in V0_PATHS or path == V1_PATH else "other"
+
+
+# -- ingest protection ---------------------------------------------------------------------------
+
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # infrastructure's; never rate limited
+
+
+class _BodyTooSlow(TimeoutError):
+    """Put into a request's body stream when its deadline passes.
+
+    A TimeoutError, so that if the handler never read the body, aiohttp's lingering read after
+    the response takes it as a timeout and closes the connection quietly.
+    """
+
+
+@web.middleware
+async def ingest_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Before a handler reads anything: the per-IP rate limit; while it reads: a deadline, so a
+    client that trickles its body (slowloris) gets 408 rather than holding a handler."""
+    if request.path in PROBES:
+        return await handler(request)
+    router = request.app[ROUTER]
+    router.rate_limits.check_client(client_ip(request))
+    stream = request.content
+    timeout = router.config.server.request_timeout
+    timer = asyncio.get_running_loop().call_later(timeout, _expire_body, stream, timeout)
+    try:
+        return await handler(request)
+    except _BodyTooSlow as exc:
+        raise RequestTimeout(str(exc)) from None
+    finally:
+        timer.cancel()
+
+
+def _expire_body(stream: web.StreamReader, timeout: float) -> None:
+    if not stream.is_eof():  # all of it arrived in time: the handler may take as long as it needs
+        stream.set_exception(_BodyTooSlow(f"the body did not arrive within {timeout:g}s"))
+
+
+_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, errors included; a handler's own value (a page's CSP, a public
+    page's Cache-Control) is kept."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", _CSP)
+    headers.setdefault("Cache-Control", "no-store")
+    headers["Server"] = "beacon-router"  # not aiohttp's default, which names its version

@@ -1,14 +1,95 @@
 """structlog set-up: JSON lines by default, a readable console when stderr is a terminal.
 
 Log lines carry counts, names and reasons — never a secret, a client IP or an installation id.
+The code is written that way; :class:`Scrub` is the last line of defence behind it, run on every
+event dict (ours and the standard library's, e.g. aiohttp's) right before rendering.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+REDACTED = "***"
+IP_REDACTED = "[ip]"
+
+# Keys whose values are secrets or identify someone, whatever they hold.
+_SECRET_KEY = re.compile(
+    r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key|authorization|cookie"
+    r"|installation_id|distinct_id|client_ip|remote_addr|ip|ip_address|x_forwarded_for)$",
+    re.IGNORECASE)
+# In free text: credentials after a scheme or a name, and passwords in URLs.
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_NAMED_SECRET = re.compile(
+    r"\b(api_key|apikey|token|secret|password|passwd|key|signature)([\"']?\s*[=:]\s*[\"']?)"
+    r"[^\s&\"',;}]+", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+# Candidates only; each is confirmed by the ipaddress module before it is replaced.
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+                   r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?:%\w+)?(?![\w:])")
+_MAX_DEPTH = 8
+
+
+class Scrub:
+    """A structlog processor that masks secrets and IP addresses anywhere in an event dict.
+
+    Values under secret-like keys (``token``, ``api_key``, ``installation_id``, …) become
+    ``***``; in every string, credentials (``Bearer …``, ``token=…``, URL passwords) become
+    ``***`` and IP addresses ``[ip]``, except the unspecified and loopback addresses, which
+    identify no one and make listen addresses readable.
+    """
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+                 ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            event_dict[key] = self.value(value, key)
+        return event_dict
+
+    def value(self, value: Any, key: str = "", depth: int = 0) -> Any:
+        """``value`` with every secret and address masked (containers are copied)."""
+        if key and key != "event" and _SECRET_KEY.search(key) and value not in (None, ""):
+            return REDACTED
+        if isinstance(value, str):
+            return scrub_text(value)
+        if depth >= _MAX_DEPTH:
+            return value if isinstance(value, int | float | bool) or value is None else "..."
+        if isinstance(value, dict):
+            return {k: self.value(v, str(k), depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.value(v, key, depth + 1) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return scrub_text(str(value))  # anything else is rendered as text: scrub that text
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with credentials and (non-loopback) IP addresses masked."""
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _NAMED_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    if any(c.isdigit() for c in text):
+        text = _IPV4.sub(_mask_ip, text)
+    if "::" in text or text.count(":") >= 2:
+        text = _IPV6.sub(_mask_ip, text)
+    return text
+
+
+def _mask_ip(match: re.Match[str]) -> str:
+    candidate = match.group(0)
+    try:
+        ip = ipaddress.ip_address(candidate.split("%", 1)[0])
+    except ValueError:
+        return candidate
+    if ip.is_unspecified or ip.is_loopback:
+        return candidate
+    return IP_REDACTED
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -22,14 +103,16 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer())
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, Scrub(), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer, foreign_pre_chain=shared))
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, Scrub(), renderer],
+        foreign_pre_chain=shared))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,9 +1,22 @@
-"""Prometheus metrics, one registry per app (so several apps in one test process don't clash)."""
+"""Prometheus metrics, one registry per app (so several apps in one test process don't clash).
+
+Names follow ``beacon_router_<what>_<unit>``; counters get ``_total`` from the client library.
+docs/metrics.md lists every metric with its meaning; keep the two in step.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from . import __version__
+from .event import Event
 
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
@@ -17,6 +30,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         p = "beacon_router_"
+        # -- ingest
         self.received = Counter(p + "events_received", "Events decoded from requests.",
                                 ["source"], registry=r)
         self.accepted = Counter(p + "events_accepted", "Events written durably to the spool.",
@@ -25,6 +39,9 @@ class Metrics:
                                 ["source", "reason"], registry=r)
         self.dropped = Counter(p + "events_dropped", "Events dropped by a filter.",
                                ["stage", "filter", "reason"], registry=r)
+        self.request_latency = Histogram(p + "request_duration_seconds", "Ingest request time.",
+                                         ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        # -- delivery
         self.delivered = Counter(p + "events_delivered", "Events a backend accepted.",
                                  ["backend"], registry=r)
         self.failed = Counter(p + "delivery_failures", "Failed send attempts (batches).",
@@ -33,18 +50,79 @@ class Metrics:
                                ["backend"], registry=r)
         self.dead_lettered = Counter(p + "events_dead_lettered", "Events moved to the DLQ.",
                                      ["backend"], registry=r)
-        self.spool_depth = Gauge(p + "spool_depth_events", "Events a backend has not acked.",
-                                 ["backend"], registry=r)
-        self.spool_bytes = Gauge(p + "spool_used_bytes", "Bytes in use in the spool.",
-                                 registry=r)
         self.backend_up = Gauge(p + "backend_healthy", "1 if the last send succeeded.",
                                 ["backend"], registry=r)
         self.batch_size = Histogram(p + "batch_size_events", "Events per batch sent.",
                                     ["backend"], buckets=_BATCH_BUCKETS, registry=r)
         self.send_latency = Histogram(p + "send_duration_seconds", "Time of one send.",
                                       ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.request_latency = Histogram(p + "request_duration_seconds", "Ingest request time.",
-                                         ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        # -- spool (measured at scrape time by collect_spool)
+        self.spool_depth = Gauge(p + "spool_depth_events", "Events a backend has not acked.",
+                                 ["backend"], registry=r)
+        self.spool_oldest_age = Gauge(
+            p + "spool_oldest_event_age_seconds",
+            "Age of the oldest event a backend has not acked (0 when none waits).",
+            ["backend"], registry=r)
+        self.dead_letters = Gauge(p + "dead_letter_events", "Events in a backend's DLQ.",
+                                  ["backend"], registry=r)
+        self.spool_bytes = Gauge(p + "spool_used_bytes", "Bytes in use in the spool.",
+                                 registry=r)
+        # -- configuration
+        self.reloads = Counter(p + "config_reloads", "Config reloads, by result.",
+                               ["result"], registry=r)
+        self.reload_ok = Gauge(p + "config_last_reload_successful",
+                               "1 if the last reload applied the file, 0 if it was refused.",
+                               registry=r)
+        self.reload_time = Gauge(p + "config_last_reload_success_timestamp_seconds",
+                                 "When the running config was loaded (Unix time).", registry=r)
+        self.build_info = Gauge(p + "build_info", "Always 1; the version is in a label.",
+                                ["version"], registry=r)
+        self.build_info.labels(__version__).set(1)
+        self.reload_ok.set(1)
+        self.reload_time.set(time.time())
+        for result in ("success", "failure"):
+            self.reloads.labels(result)  # both series exist from the start, at 0
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def forget_backend(self, name: str) -> None:
+        """Drop a removed backend's per-backend gauges (its counters keep their totals)."""
+        for gauge in (self.backend_up, self.spool_oldest_age):
+            with contextlib.suppress(KeyError):  # never set: nothing to drop
+                gauge.remove(name)
+
+
+async def collect_spool(metrics: Metrics, spool: Any, backends: Iterable[str]) -> None:
+    """Measure the spool for a scrape: depth, oldest event age and dead letters per backend.
+
+    Queues the spool keeps for backends no longer configured are measured too: they hold
+    events back from compaction until ``dlq purge`` releases them, so ops should see them.
+    """
+    metrics.spool_bytes.set(getattr(spool, "used_bytes", 0))
+    configured = list(backends)
+    depths = {name: await spool.depth(name) for name in configured}
+    dead = await spool.dead_letter_counts()
+    for name, queued in (await spool.queues()).items():
+        depths.setdefault(name, queued)
+    peek = getattr(spool, "peek", None)  # not every spool can show its oldest entry
+    now = time.time()
+    for name, queued in depths.items():
+        metrics.spool_depth.labels(name).set(queued)
+        metrics.dead_letters.labels(name).set(dead.get(name, 0))
+        if peek is not None and name in configured:
+            entry = await peek(name) if queued else None
+            metrics.spool_oldest_age.labels(name).set(event_age(entry, now))
+    for name in set(dead) - set(depths):
+        metrics.dead_letters.labels(name).set(dead[name])
+
+
+def event_age(entry: Any, now: float) -> float:
+    """Seconds since the entry's event was received; 0 without one (or an unreadable one)."""
+    if entry is None:
+        return 0.0
+    try:
+        received = datetime.fromisoformat(Event.from_json(entry.body).received_at)
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+    return max(0.0, now - received.timestamp())
