@@ -202,6 +202,30 @@ class SqliteSpool:
     async def depth(self, backend: str) -> int:
         return max(0, self.last_id - self._readers[backend].position)
 
+    async def attach(self, backend: str) -> None:
+        """Start reading for ``backend`` while open (a config reload): a new backend starts at
+        the end of the log; a known one at its durable position, so entries handed to a worker
+        that was stopped without acking them are handed out again."""
+
+        def register(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            conn.execute("INSERT OR IGNORE INTO cursors (backend, position) VALUES (?, ?)",
+                         (backend, row[0] if row else 0))
+            return int(conn.execute("SELECT position FROM cursors WHERE backend = ?",
+                                    (backend,)).fetchone()[0])
+
+        position = await self._call(register)
+        if (old := self._readers.get(backend)) is not None:
+            position = max(position, old.position)  # a cursor update may still be queued
+        self._readers[backend] = _Reader(position=position, handed_out=position)
+
+    async def peek(self, backend: str) -> Entry | None:
+        """The oldest entry ``backend`` has not acked (handed out or not), or None."""
+        reader = self._readers[backend]
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._select, backend, reader.position, 1)
+        return Entry(rows[0][0], rows[0][1]) if rows else None
+
     async def holds_nothing(self) -> bool:
         """No event kept for any backend and no dead letter: the file may be deleted."""
         rows = await asyncio.get_running_loop().run_in_executor(
