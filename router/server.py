@@ -1,5 +1,9 @@
 """Run the app until SIGTERM/SIGINT, then drain: readiness fails first, requests finish,
-delivery flushes in-flight batches, the spool closes, and the process exits 0."""
+delivery flushes in-flight batches, the spool closes, and the process exits 0.
+
+SIGHUP reloads the config file (router/reload.py). With ``admin.token`` set, the admin API gets
+its own listener on ``admin.listen`` unless that says ``same``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,17 @@ import structlog
 from aiohttp import web
 
 from .app import ROUTER, create_app
-from .config import Config
+from .config import Config, split_listen
+from .reload import RELOADER
 from .spool import adoption
 from .spool.shards import ShardLock, shard_path, worker_spool
 from .workers import WorkerSlot
 
 log = structlog.get_logger(__name__)
+
+# Idle keep-alive connections, and connections whose headers never finish, are closed after
+# this. Longer than the 60 s idle timeout of common load balancers, which must close first.
+KEEPALIVE_TIMEOUT = 75.0
 
 
 async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
@@ -41,22 +50,58 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
     app = create_app(config, spool=worker_spool(config.spool, slot.index, slot.count))
     adoption.install(app, slot.index, slot.count)
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=config.server.shutdown_timeout)
+                           shutdown_timeout=config.server.shutdown_timeout,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
+    admin: web.AppRunner | None = None
+    reloads: set[asyncio.Task[object]] = set()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
+        admin = await _admin_listener(app, config, reuse_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, _reload_soon, app, reloads)
         log.info("listening", listen=f"{host}:{port}")
         await stop.wait()
         # /readyz answers 503 from now on, so a load balancer stops sending before we close.
         app[ROUTER].draining = True
-        log.info("stopping", drain_delay=config.server.drain_delay)
-        if config.server.drain_delay:
-            await asyncio.sleep(config.server.drain_delay)
+        drain_delay = app[ROUTER].config.server.drain_delay  # a reload may have changed it
+        log.info("stopping", drain_delay=drain_delay)
+        if drain_delay:
+            await asyncio.sleep(drain_delay)
     finally:
+        if admin is not None:
+            await admin.cleanup()
+        await asyncio.gather(*reloads, return_exceptions=True)
         await runner.cleanup()
     log.info("stopped")
+
+
+def _reload_soon(app: web.Application, running: set[asyncio.Task[object]]) -> None:
+    """SIGHUP: reload in a task (a signal handler must not block); the task is kept until done."""
+    task: asyncio.Task[object] = asyncio.create_task(app[RELOADER].reload(), name="reload")
+    running.add(task)
+    task.add_done_callback(running.discard)
+
+
+async def _admin_listener(app: web.Application, config: Config, reuse_port: bool
+                          ) -> web.AppRunner | None:
+    """The admin API on ``admin.listen``, when a token turns it on and it has its own port."""
+    if config.admin.token is None or config.admin.listen == "same":
+        return None
+    from .admin import create_admin_app
+
+    runner = web.AppRunner(create_admin_app(app), access_log=None, handle_signals=False,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT)
+    await runner.setup()
+    host, port = split_listen(config.admin.listen)
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    log.info("admin listening", listen=config.admin.listen)
+    return runner
