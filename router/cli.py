@@ -162,12 +162,12 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 
 def _dlq(args: argparse.Namespace) -> int:
-    from .spool import create_spool
+    from .spool.shardset import admin_spool  # every worker's file under serve --workers
 
     config = load(args.config)
 
     async def run() -> int:
-        spool = create_spool(config.spool)
+        spool = admin_spool(config.spool)
         await spool.open([])
         try:
             if args.action in ("list", "show"):
@@ -206,12 +206,12 @@ def _dlq(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .spool import create_spool
+    from .spool.shardset import admin_spool  # every worker's file under serve --workers
 
     config = load(args.config)
 
     async def run() -> dict[str, Any]:
-        spool = create_spool(config.spool)
+        spool = admin_spool(config.spool)
         await spool.open([])
         try:
             queues, dead = await spool.queues(), await spool.dead_letter_counts()

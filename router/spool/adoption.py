@@ -27,8 +27,8 @@ from .sqlite import SqliteSpool
 
 log = structlog.get_logger(__name__)
 
-_SCAN_EVERY = 2.0  # seconds between looks for files to adopt (or whose lock was busy)
-_CHECK_EVERY = 1.0  # seconds between "is this file empty yet?" checks while draining
+_SCAN_EVERY = 1.0  # seconds between looks for files to adopt (or whose lock was busy)
+_CHECK_EVERY = 0.5  # seconds between "is this file empty yet?" checks while draining
 
 
 class Adoption:
@@ -37,6 +37,7 @@ class Adoption:
     def __init__(self, config: Config, index: int, count: int, metrics: Metrics) -> None:
         self.config, self.index, self.count, self.metrics = config, index, count, metrics
         self.draining: dict[int, asyncio.Task[None]] = {}
+        self.kept: set[int] = set()  # drained files that stay for their dead letters
         self._stopping = asyncio.Event()
         self._scanner: asyncio.Task[None] | None = None
 
@@ -48,6 +49,12 @@ class Adoption:
         self._stopping.set()
         tasks = [t for t in (self._scanner, *self.draining.values()) if t is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _only_dead_letters(self, spool: SqliteSpool) -> bool:
+        for name in self.config.enabled_backends:
+            if await spool.depth(name):
+                return False
+        return bool(await spool.dead_letter_counts())
 
     def mine(self, index: int) -> bool:
         """Whether file ``index`` is one this worker inherits."""
@@ -91,6 +98,13 @@ class Adoption:
                     if await spool.holds_nothing():
                         emptied = True
                         break
+                    if index not in self.kept and await self._only_dead_letters(spool):
+                        self.kept.add(index)
+                        log.warning(
+                            "former worker's spool file is drained but keeps dead letters",
+                            spool=path,
+                            hint="beacon-router dlq list|replay|purge --backend NAME",
+                        )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), _CHECK_EVERY)
             finally:
