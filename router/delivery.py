@@ -123,6 +123,7 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _deliver(self, entries: list[Entry]) -> None:
+        started = time.monotonic()
         pending: list[tuple[Entry, Event]] = []
         corrupt: list[tuple[Entry, str]] = []
         for entry in entries:
@@ -138,6 +139,8 @@ class Worker:
                 pending.append((entry, kept))
         if corrupt:
             await self._dead(corrupt, attempts=0)
+        skipped = len(entries) - len(corrupt) - len(pending)  # `when:` or a filter said no
+        sent, dead = 0, len(corrupt)
         attempt, first_failure = 0, None
         while pending:
             attempt += 1
@@ -145,7 +148,9 @@ class Worker:
             if result.dead:
                 await self._dead([(pending[i][0], reason) for i, reason in result.dead.items()],
                                  attempts=attempt)
+                dead += len(result.dead)
             delivered = len(pending) - len(result.dead) - len(result.retry)
+            sent += delivered
             if delivered:
                 self.metrics.delivered.labels(self.name).inc(delivered)
             if not result.retry:
@@ -160,6 +165,7 @@ class Worker:
             if now - first_failure >= self.spec.retry.give_up_after:
                 reason = f"gave up after {attempt} attempts: {result.reason}"
                 await self._dead([(entry, reason) for entry, _ in pending], attempts=attempt)
+                dead += len(pending)
                 break
             self.metrics.retried.labels(self.name).inc(len(pending))
             delay = backoff(attempt, self.spec.retry.initial, self.spec.retry.max,
@@ -174,6 +180,10 @@ class Worker:
             if self._stopping.is_set():
                 return
         await self.spool.ack(self.name, entries)
+        # One line per batch, whatever its size: never one per event.
+        log.info("batch done", backend=self.name, events=len(entries), delivered=sent,
+                 skipped=skipped, dead_lettered=dead, attempts=attempt,
+                 seconds=round(time.monotonic() - started, 3))
         self.metrics.spool_depth.labels(self.name).set(await self.spool.depth(self.name))
 
     async def _send(self, batch: Sequence[Event]) -> SendResult:
