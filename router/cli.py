@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
@@ -17,6 +17,9 @@ import yaml
 from . import __version__
 from .config import Config, load, masked
 from .errors import ConfigError, InputError, RouterError
+
+if TYPE_CHECKING:
+    from .workers import WorkerSlot
 
 DEFAULT_CONFIG = "config/router.yaml"
 
@@ -109,7 +112,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
-def _serve_worker(config: Config, host: str, port: int, slot: Any = None) -> int:
+def _serve_worker(config: Config, host: str, port: int, slot: WorkerSlot | None = None
+                  ) -> int:
     """Serve in this process (one worker of several when ``slot`` is given); the exit code."""
     from .server import serve
 

@@ -18,7 +18,7 @@ from .config import Config, split_listen
 from .reload import RELOADER
 from .spool import adoption
 from .spool.shards import ShardLock, shard_path, worker_spool
-from .workers import WorkerSlot
+from .workers import WORKER, WorkerSlot
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
                  slot: WorkerSlot) -> None:
     app = create_app(config, spool=worker_spool(config.spool, slot.index, slot.count))
     adoption.install(app, slot.index, slot.count)
+    app[WORKER] = slot
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_timeout,
                            keepalive_timeout=KEEPALIVE_TIMEOUT)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from aiohttp import web
 
 from .config import Config, load
 from .errors import ConfigError
@@ -43,6 +44,9 @@ class WorkerSlot:
 
     index: int = 0
     count: int = 1
+
+
+WORKER = web.AppKey("worker", WorkerSlot)  # set on the app by server.serve
 
 
 @dataclass
