@@ -17,6 +17,7 @@ import yaml
 from . import __version__
 from .config import Config, load, masked
 from .errors import ConfigError, InputError, RouterError
+from .event import Event
 
 if TYPE_CHECKING:
     from .workers import WorkerSlot
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     p = command("dry-run", _dry_run,
                 "Print what each backend would receive for a beacon, without sending.")
     p.add_argument("beacon", nargs="?", help="a JSON beacon file (default: standard input)")
+
+    p = command("test", _test, "Run the config's tests (its tests: section, FILE.tests.yaml, "
+                               "or --tests) without sending: exit 0 passed, 1 failed, 2 invalid.")
+    p.add_argument("--tests", "-t", action="append", default=[], metavar="FILE",
+                   help="a tests file to run instead of the config's own (repeatable)")
 
     p = command("dlq", _dlq, "Inspect, replay or purge a backend's dead-letter queue.")
     p.add_argument("action", choices=["list", "show", "replay", "purge"])
@@ -147,6 +153,12 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK — {len(config.pipeline)} pipeline filters; backends: {enabled}"
           + (f" (disabled: {', '.join(disabled)})" if disabled else ""))
     return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from .configtest import main as run_tests
+
+    return run_tests(args.config, args.tests)
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -302,12 +314,17 @@ def _read_input(path: str | None) -> bytes:
         return fh.read()
 
 
-def dry_run(config: Config, beacon: dict[str, Any]) -> dict[str, Any]:
-    """What the global pipeline makes of ``beacon`` and the exact requests of each backend."""
-    from .event import Event
+def dry_run(config: Config, beacon: dict[str, Any] | Event) -> dict[str, Any]:
+    """What the global pipeline makes of ``beacon`` and the exact requests of each backend.
+
+    ``beacon`` may be an already built Event (``beacon-router test`` sets its uuid, time and
+    request context so the output is stable); each backend's entry shows the event it receives.
+    """
     from .filters import Pipeline
 
-    event, dropped = Pipeline(config.pipeline).explain(Event.new(beacon, uuid=beacon.get("uuid")))
+    if not isinstance(beacon, Event):
+        beacon = Event.new(beacon, uuid=beacon.get("uuid"))
+    event, dropped = Pipeline(config.pipeline).explain(beacon)
     if event is None:
         return {"pipeline": {"dropped": dropped}, "backends": {}}
     out: dict[str, Any] = {"pipeline": {"event": event.to_dict()}, "backends": {}}
@@ -324,7 +341,7 @@ def dry_run(config: Config, beacon: dict[str, Any]) -> dict[str, Any]:
             out["backends"][name] = {"dropped": why}
             continue
         requests = spec.build().render([kept])
-        out["backends"][name] = {"requests": [
+        out["backends"][name] = {"event": kept.to_dict(), "requests": [
             {"method": r.method, "url": masked(r.url), "headers": masked(dict(r.headers)),
              "body": masked(r.body)} for r in requests]}
     return out

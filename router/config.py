@@ -324,7 +324,7 @@ class Config:
 _SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig,
                                        "sources": SourcesConfig, "admin": AdminConfig,
                                        "stats": StatsConfig, "limits": LimitsConfig}
-_TOP_LEVEL = {*_SECTIONS, "pipeline", "backends"}
+_TOP_LEVEL = {*_SECTIONS, "pipeline", "backends", "tests"}  # tests: router/configtest
 
 
 def load(file: str, env: Mapping[str, str] | None = None) -> Config:
@@ -356,6 +356,10 @@ class _Validator:
                     for name, model in _SECTIONS.items()}
         pipeline = self.filters(data.get("pipeline") or [], ("pipeline",))
         backends = self.backends(data.get("backends") or {}, ("backends",))
+        if "tests" in data:  # checked here so `check` and `serve` report a broken one too
+            from .configtest import suite_errors
+
+            self.errors += suite_errors(self.doc, data["tests"], ("tests",))
         stats = sections["stats"]
         if stats is not None and stats.store is not None and getattr(
                 backends.get(stats.store), "type", None) != "store":

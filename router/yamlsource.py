@@ -59,7 +59,9 @@ def load_file(file: str, env: Mapping[str, str] | None = None) -> LinedYaml:
     return load_text(text, file, env)
 
 
-def load_text(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> LinedYaml:
+def load_text(text: str, file: str = "<config>", env: Mapping[str, str] | None = None,
+              *, interpolate: bool = True) -> LinedYaml:
+    """Parse ``text``; ``interpolate=False`` keeps every ``$`` as written (config tests)."""
     env = os.environ if env is None else env
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -72,13 +74,14 @@ def load_text(text: str, file: str = "<config>", env: Mapping[str, str] | None =
     lines: dict[Path, int] = {}
     if node is None:
         return LinedYaml({}, lines, file)
-    builder = _Builder(file, env, lines)
+    builder = _Builder(file, env, lines, interpolate)
     return LinedYaml(builder.build(node, ()), lines, file)
 
 
 class _Builder:
-    def __init__(self, file: str, env: Mapping[str, str], lines: dict[Path, int]) -> None:
-        self.file, self.env, self.lines = file, env, lines
+    def __init__(self, file: str, env: Mapping[str, str], lines: dict[Path, int],
+                 interpolate: bool = True) -> None:
+        self.file, self.env, self.lines, self.interpolate = file, env, lines, interpolate
         self.constructor = yaml.SafeLoader("")  # only its scalar constructors are used
 
     def build(self, node: yaml.Node, path: Path) -> Any:
@@ -91,7 +94,7 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         value = self.constructor.construct_object(node)
-        if isinstance(value, str) and node.tag == "tag:yaml.org,2002:str":
+        if self.interpolate and isinstance(value, str) and node.tag == "tag:yaml.org,2002:str":
             return self._interpolate(value, node, path)
         return value
 
