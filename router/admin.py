@@ -77,6 +77,9 @@ def create_admin_app(ingest: web.Application) -> web.Application:
     app[RELOADER] = ingest[RELOADER]
     app.on_response_prepare.append(security_headers)
     add_admin_routes(app)
+    from .stats import add_stats_admin_routes  # /api/stats and /dashboard: admin pages too
+
+    add_stats_admin_routes(app, ingest)
     return app
 
 

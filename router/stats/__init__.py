@@ -7,8 +7,15 @@ buckets, api.py the HTTP endpoints, summary.py the ``beacon-router stats`` table
 
 from __future__ import annotations
 
-from .api import add_stats_routes
+from .api import add_stats_admin_routes, add_stats_routes
 from .report import Range, build_report
 from .service import Stats, store_backend
 
-__all__ = ["Range", "Stats", "add_stats_routes", "build_report", "store_backend"]
+__all__ = [
+    "Range",
+    "Stats",
+    "add_stats_admin_routes",
+    "add_stats_routes",
+    "build_report",
+    "store_backend",
+]

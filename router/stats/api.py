@@ -2,6 +2,9 @@
 
 Everything here is off by default and answers 404 until configured: the admin endpoints need
 ``admin.token``, the public page ``stats.public: true``; both need a ``type: store`` backend.
+The admin endpoints are served where the admin API is: on the ``admin.listen`` listener
+(``add_stats_admin_routes``), or on the ingest port with ``admin.listen: same``; the public
+page is on the ingest port.
 The dashboard page itself holds no data, so the browser may load it without a token; it asks
 for the token and sends it as ``Authorization: Bearer`` on each ``/api/stats`` call.
 """
@@ -38,27 +41,42 @@ PUBLIC_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'no
 
 
 def add_stats_routes(app: web.Application) -> None:
-    """Mount the statistics endpoints on the router's app (called by ``create_app``)."""
+    """Mount on the ingest app (``create_app``): ``/public/stats``, and the admin pages too
+    when ``admin.listen: same`` puts the admin API on the ingest port."""
+    app.router.add_get("/public/stats", public_stats)
+    if _config(app).admin.listen == "same":
+        _add_admin_pages(app)
+    app.cleanup_ctx.append(_stats_ctx)
+
+
+def add_stats_admin_routes(admin: web.Application, ingest: web.Application) -> None:
+    """Mount ``/api/stats`` and ``/dashboard`` on the admin listener's app, sharing the ingest
+    app's statistics (``create_admin_app`` calls this once the ingest app has started)."""
+    stats = ingest.get(STATS)
+    if stats is not None:
+        admin[STATS] = stats
+    _add_admin_pages(admin)
+
+
+def _add_admin_pages(app: web.Application) -> None:
     app.router.add_get("/api/stats", api_stats)
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/dashboard/static/{name}", dashboard_static)
-    app.router.add_get("/public/stats", public_stats)
-    app.cleanup_ctx.append(_stats_ctx)
 
 
 async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
     config = _config(app)
-    stats = None
-    if config.admin.token is not None or config.stats.public:
-        stats = Stats.from_config(config)
-        if stats is None:
-            log.warning(
-                "stats: no backend of type store, so /api/stats, /dashboard and "
-                "/public/stats stay off"
-            )
-        else:
-            app[STATS] = stats
-    warming = asyncio.create_task(stats.warm()) if stats is not None else None
+    stats = Stats.from_config(config)  # opens nothing until the first read
+    wanted = config.admin.token is not None or config.stats.public
+    if stats is not None:
+        app[STATS] = stats
+    elif wanted:
+        log.warning(
+            "stats: no backend of type store, so /api/stats, /dashboard and /public/stats stay off"
+        )
+    # Read the whole store now, in the background, if anyone may ask: the first report is
+    # then ready when the dashboard opens (1M beacons take seconds to read).
+    warming = asyncio.create_task(stats.warm()) if stats is not None and wanted else None
     try:
         yield
     finally:

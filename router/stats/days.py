@@ -7,7 +7,9 @@ counts are ``int.bit_count()``: a year of reports for thousands of installations
 milliseconds, however many beacons are stored.
 
 A day is re-read only when its row count changes (new beacons today, late deliveries after a
-store outage, retention deleting it), checked at most every ``recheck`` seconds.
+store outage, retention deleting it). Counting a day's rows is an index-only range count; the
+last few days are counted at most every ``recheck`` seconds, all of them (a year: 366 counts,
+~0.1 s for 1M rows) at most every ``full_recheck`` seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from datetime import date, timedelta
 from .queries import DayRow, StoreReader, Value
 
 CHUNK_DAYS = 31  # days read per query when filling the cache: bounded memory per read
+# Days that still change as a rule: today, and late deliveries (a backend retries for up to
+# 72 h by default). Older days change by retention or by hand; the full check catches those.
+RECENT_DAYS = timedelta(days=4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +45,14 @@ class DayIndex:
 
     reader: StoreReader
     dimensions: int
-    recheck: float = 10.0
+    recheck: float = 10.0  # seconds between looks at the last RECENT_DAYS days
+    full_recheck: float = 300.0  # seconds between looks at every day
     first: date | None = None  # the oldest stored day
     days: dict[date, Day] = field(default_factory=dict)
     _ids: dict[str, int] = field(default_factory=dict)
     _counts: dict[date, int] = field(default_factory=dict)
     _checked_at: float = float("-inf")
+    _full_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # Only this task's refresh writes _ids (on a worker thread); reports read days and first,
@@ -61,16 +68,25 @@ class DayIndex:
         return len(self._ids)
 
     async def refresh(self, today: date, *, force: bool = False) -> None:
-        """Bring every stored day up to date (at most once per ``recheck`` unless ``force``)."""
+        """Bring the stored days up to date: the last few at most every ``recheck`` seconds,
+        all of them at most every ``full_recheck`` seconds, everything now if ``force``."""
         async with self._lock:
-            if not force and time.monotonic() - self._checked_at < self.recheck:
+            now = time.monotonic()
+            if not force and now - self._checked_at < self.recheck:
                 return
+            full = force or now - self._full_at >= self.full_recheck
             span = await self.reader.span()
             if span is None:
                 self.first, self.days, self._counts = None, {}, {}
             else:
-                counts = await self.reader.day_counts(span[0], max(span[1], today) + ONE_DAY)
-                for gone in self._counts.keys() - counts.keys():  # deleted by retention
+                self.first, stop = span[0], max(span[1], today) + ONE_DAY
+                begin = self.first if full else max(self.first, today - RECENT_DAYS)
+                counts = await self.reader.day_counts(begin, stop)
+                for gone in [
+                    d
+                    for d in self._counts  # retention, or a manual delete
+                    if d < self.first or (d >= begin and d not in counts)
+                ]:
                     self.days.pop(gone, None)
                     del self._counts[gone]
                 stale = sorted(d for d, n in counts.items() if self._counts.get(d) != n)
@@ -81,8 +97,9 @@ class DayIndex:
                         day = start + timedelta(days=i)
                         if day in counts:
                             self._counts[day] = counts[day]
-                self.first = min(counts) if counts else None
-            self._checked_at = time.monotonic()
+            self._checked_at = now
+            if full:
+                self._full_at = now
 
     def _read(self, rows: Iterable[DayRow]) -> dict[date, Day]:
         """The days in ``rows``; runs on a worker thread (a month of rows is ~1 s of Python)."""

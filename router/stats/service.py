@@ -46,13 +46,16 @@ class Stats:
         reader: StoreReader,
         *,
         recheck: float = 10.0,
+        full_recheck: float = 300.0,
         today: Callable[[], date] = utc_today,
     ) -> None:
         self.settings = settings
         self.public_dimensions = settings.public_dimensions or settings.dimensions
         self.dimensions = read_dimensions(settings)
         self.reader = reader
-        self.index = DayIndex(reader, len(self.dimensions), recheck=recheck)
+        self.index = DayIndex(
+            reader, len(self.dimensions), recheck=recheck, full_recheck=full_recheck
+        )
         self.today = today
         self._public: tuple[float, dict[str, Any]] | None = None
 

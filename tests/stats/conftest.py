@@ -69,8 +69,10 @@ class Store:
         return loads(f"backends:\n  {self.yaml}\n" + textwrap.dedent(extra))
 
     def stats(self, today: date, extra: str = "", **kwargs: Any) -> Stats:
-        """Statistics over this store as of ``today``, re-checking the store on every report."""
-        stats = Stats.from_config(self.config(extra), today=lambda: today, recheck=0, **kwargs)
+        """Statistics over this store as of ``today``, re-checking every day on every report
+        unless ``recheck`` / ``full_recheck`` say otherwise."""
+        kwargs = {"recheck": 0, "full_recheck": 0, **kwargs}
+        stats = Stats.from_config(self.config(extra), today=lambda: today, **kwargs)
         assert stats is not None
         return stats
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from conftest import Store, beacon
 
+from router.admin import create_admin_app
 from router.app import create_app
 from router.config import loads
 
 TOKEN = "a-long-admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN_SAME_PORT = f"admin: {{token: {TOKEN}, listen: same}}"  # admin pages on the ingest app
 
 
 def config_text(tmp_path: Path, extra: str = "") -> str:
@@ -51,9 +53,23 @@ async def test_an_empty_admin_token_variable_leaves_the_api_off(client_for):
     assert (await client.get("/api/stats", headers={"Authorization": "Bearer "})).status == 404
 
 
+async def test_admin_pages_live_on_the_admin_listener_not_the_ingest_port(
+    sqlite_store: Store, tmp_path, aiohttp_client
+):
+    await sqlite_store.add([beacon(days_ago(1), "a")])
+    ingest_app = create_app(loads(config_text(tmp_path, f"admin: {{token: {TOKEN}}}")))
+    ingest = await aiohttp_client(ingest_app)  # started: its statistics exist now
+    admin = await aiohttp_client(create_admin_app(ingest_app))
+    for path in ("/api/stats", "/dashboard"):
+        assert (await ingest.get(path, headers=AUTH)).status == 404, path
+        assert (await admin.get(path, headers=AUTH)).status == 200, path
+    report = await (await admin.get("/api/stats", headers=AUTH)).json()
+    assert report["totals"]["installations"] == 1
+
+
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", TOKEN])
 async def test_api_stats_refuses_a_missing_or_wrong_token(client_for, header):
-    client = await client_for(f"admin: {{token: {TOKEN}}}")
+    client = await client_for(ADMIN_SAME_PORT)
     resp = await client.get("/api/stats", headers={"Authorization": header} if header else {})
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
@@ -68,7 +84,7 @@ async def test_api_stats_answers_the_report_for_the_range_asked(sqlite_store: St
             beacon("2025-03-09", "b", "2.0.0"),
         ]
     )
-    client = await client_for(f"admin: {{token: {TOKEN}}}")
+    client = await client_for(ADMIN_SAME_PORT)
     resp = await client.get(
         "/api/stats?from=2025-03-01&to=2025-03-14&granularity=week", headers=AUTH
     )
@@ -92,7 +108,7 @@ async def test_api_stats_answers_the_report_for_the_range_asked(sqlite_store: St
 
 
 async def test_api_stats_dimension_parameter_selects_the_breakdowns(client_for):
-    client = await client_for(f"admin: {{token: {TOKEN}}}")
+    client = await client_for(ADMIN_SAME_PORT)
     resp = await client.get("/api/stats?dimension=platform.os&dimension=version", headers=AUTH)
     assert set((await resp.json())["breakdowns"]) == {"platform.os", "version"}
     resp = await client.get("/api/stats?dimension=deployment_type", headers=AUTH)
@@ -109,7 +125,7 @@ async def test_api_stats_dimension_parameter_selects_the_breakdowns(client_for):
     ],
 )
 async def test_api_stats_says_what_is_wrong_with_a_bad_query(client_for, query, detail):
-    client = await client_for(f"admin: {{token: {TOKEN}}}")
+    client = await client_for(ADMIN_SAME_PORT)
     resp = await client.get(f"/api/stats?{query}", headers=AUTH)
     assert resp.status == 400
     assert detail in (await resp.json())["detail"]
@@ -117,7 +133,7 @@ async def test_api_stats_says_what_is_wrong_with_a_bad_query(client_for, query, 
 
 async def test_an_unreadable_store_is_a_503_with_retry_after(tmp_path, client_for):
     (tmp_path / "beacons.db").write_bytes(b"this is not a SQLite database, not at all" * 100)
-    client = await client_for(f"admin: {{token: {TOKEN}}}")
+    client = await client_for(ADMIN_SAME_PORT)
     resp = await client.get("/api/stats", headers=AUTH)
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "10"
@@ -125,7 +141,7 @@ async def test_an_unreadable_store_is_a_503_with_retry_after(tmp_path, client_fo
 
 
 async def test_dashboard_page_and_its_scripts_are_served_with_a_strict_policy(client_for):
-    client = await client_for(f"admin: {{token: {TOKEN}}}")
+    client = await client_for(ADMIN_SAME_PORT)
     page = await client.get("/dashboard")  # no token: the page holds no data
     assert page.status == 200
     assert page.headers["Content-Type"].startswith("text/html")

@@ -99,7 +99,7 @@ async def test_dashboard_draws_the_stored_numbers(sqlite_store: Store, tmp_path,
 spool: {{path: "{tmp_path / "spool.db"}"}}
 backends:
   archive: {{type: store, url: "{sqlite_store.url}"}}
-admin: {{token: {TOKEN}}}
+admin: {{token: {TOKEN}, listen: same}}
 """)
     server = await aiohttp_server(create_app(config))
     url = f"http://127.0.0.1:{server.port}/dashboard?from={START}&to={END}&granularity=day"

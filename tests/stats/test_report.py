@@ -181,6 +181,24 @@ async def test_new_rows_and_deleted_days_are_picked_up_on_the_next_report(store:
         await stats.aclose()
 
 
+async def test_recent_days_are_rechecked_often_and_older_ones_on_the_full_check(store: Store):
+    today = date(2025, 3, 31)
+    await store.add([beacon("2025-03-01", "a"), beacon("2025-03-30", "b")])
+    stats = store.stats(today, recheck=0, full_recheck=3600)
+    try:
+        assert (await stats.report(MARCH))["totals"]["installations"] == 2
+        await store.add([beacon("2025-03-01", "late"), beacon("2025-03-29", "recent")])
+        assert by_period(await stats.report(MARCH), "active") == {
+            "2025-03-01": 1,
+            "2025-03-29": 1,
+            "2025-03-30": 1,
+        }  # the old day is not looked at
+        await stats.index.refresh(today, force=True)
+        assert (await stats.report(MARCH))["totals"]["installations"] == 4
+    finally:
+        await stats.aclose()
+
+
 async def test_an_empty_or_missing_store_reports_zeros(store: Store):
     stats = store.stats(LATER)
     try:
