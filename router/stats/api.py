@@ -148,7 +148,7 @@ async def dashboard_static(request: web.Request) -> web.StreamResponse:
 async def public_stats(request: web.Request) -> web.Response:
     """k-anonymous statistics: JSON, or HTML for browsers (``?format=html|json`` decides)."""
     stats = request.app.get(STATS)
-    if stats is None or not stats.settings.public:
+    if stats is None or not _config(request.app).stats.public:  # read per request: reload
         raise web.HTTPNotFound()
     try:
         body = await stats.public()
