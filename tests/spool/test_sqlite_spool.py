@@ -1,4 +1,5 @@
-"""The SQLite spool against a real file: durability, per-backend positions, compaction, limits."""
+"""What only the SQLite spool does, against a real file: commits visible to other connections,
+cursor positions, compaction, drop_oldest. The shared contract is in test_spool_contract.py."""
 
 from __future__ import annotations
 
@@ -35,42 +36,6 @@ async def test_appended_events_are_in_the_file_when_append_returns(path):
     await spool.close()
 
 
-async def test_concurrent_appends_are_all_stored_once(path):
-    spool = await opened(path)
-    await asyncio.gather(*(spool.append([b]) for b in bodies(500)))
-    assert await spool.depth("a") == 500
-    got = await spool.read("a", 1000)
-    assert sorted(e.body for e in got) == sorted(bodies(500))
-    await spool.close()
-
-
-async def test_each_backend_reads_every_event_at_its_own_position(path):
-    spool = await opened(path)
-    await spool.append(bodies(10))
-    a1 = await spool.read("a", 4)
-    a2 = await spool.read("a", 100)
-    b1 = await spool.read("b", 100)
-    assert [e.body for e in a1 + a2] == bodies(10)
-    assert [e.body for e in b1] == bodies(10)
-    assert await spool.read("a", 100) == []
-    await spool.close()
-
-
-async def test_unacked_entries_come_back_after_reopen(path):
-    spool = await opened(path)
-    await spool.append(bodies(10))
-    first = await spool.read("a", 4)
-    await spool.ack("a", first)
-    await spool.read("a", 6)  # handed out, never acked: a crash mid-send
-    await spool.close()
-
-    spool = await opened(path)
-    again = await spool.read("a", 100)
-    assert [e.body for e in again] == bodies(6, start=4)
-    assert [e.body for e in await spool.read("b", 100)] == bodies(10)
-    await spool.close()
-
-
 async def test_cursor_moves_only_past_contiguous_acked_reads(path):
     spool = await opened(path, backends=["a"])
     await spool.append(bodies(6))
@@ -96,56 +61,6 @@ async def test_rows_every_backend_acked_are_compacted(path):
         if count == 40:
             break
     assert count == 40
-    await spool.close()
-
-
-async def test_backend_added_later_starts_at_the_end(path):
-    spool = await opened(path, backends=["a"])
-    await spool.append(bodies(5))
-    await spool.close()
-    spool = await opened(path, backends=["a", "new"])
-    assert await spool.read("new", 10) == []
-    await spool.append(bodies(1, start=5))
-    assert [e.body for e in await spool.read("new", 10)] == bodies(1, start=5)
-    await spool.close()
-
-
-async def test_wait_returns_when_events_arrive(path):
-    spool = await opened(path)
-    assert await spool.read("a", 10) == []
-    waiter = asyncio.create_task(spool.wait("a", 30))
-    await asyncio.sleep(0.05)
-    assert not waiter.done()
-    await spool.append(bodies(1))
-    await asyncio.wait_for(waiter, 5)
-    await spool.close()
-
-
-async def test_dead_letters_keep_reason_and_attempts(path):
-    spool = await opened(path)
-    await spool.append(bodies(2))
-    entries = await spool.read("a", 2)
-    await spool.dead_letter("a", [(entries[0], "HTTP 400: bad event")], attempts=3)
-    await spool.dead_letter("a", [(entries[0], "again")], attempts=4)  # once per event
-    dead = await spool.dead_letters("a")
-    got = [(d.body, d.reason, d.attempts) for d in dead]
-    assert got == [(bodies(1)[0], "HTTP 400: bad event", 3)]
-    assert await spool.dead_letters("b") == []
-    await spool.close()
-
-
-async def test_full_spool_rejects_with_retry_after_and_keeps_what_it_has(path):
-    spool = await opened(path, max_size=64 * 1024, when_full="reject")
-    with pytest.raises(Unavailable) as info:
-        for i in range(1000):
-            await spool.append([b"x" * 400 + str(i).encode()])
-    assert info.value.retry_after
-    stored = await spool.depth("a")
-    assert stored > 0
-    assert not await spool.writable()
-    await spool.close()
-    spool = await opened(path, max_size=64 * 1024)
-    assert len(await spool.read("a", 10_000)) == stored
     await spool.close()
 
 
