@@ -15,6 +15,7 @@ last few days are counted at most every ``recheck`` seconds, all of them (a year
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -79,9 +80,9 @@ class DayIndex:
             if span is None:
                 self.first, self.days, self._counts = None, {}, {}
             else:
-                self.first, stop = span[0], max(span[1], today) + ONE_DAY
+                self.first, end = span[0], max(span[1], today) + ONE_DAY
                 begin = self.first if full else max(self.first, today - RECENT_DAYS)
-                counts = await self.reader.day_counts(begin, stop)
+                counts = await self.reader.day_counts(begin, end)
                 for gone in [
                     d
                     for d in self._counts  # retention, or a manual delete
@@ -89,17 +90,37 @@ class DayIndex:
                 ]:
                     self.days.pop(gone, None)
                     del self._counts[gone]
-                stale = sorted(d for d, n in counts.items() if self._counts.get(d) != n)
-                for start, stop in runs(stale, CHUNK_DAYS):
-                    rows = await self.reader.rows(start, stop)
-                    self.days.update(await asyncio.to_thread(self._read, rows))
-                    for i in range((stop - start).days):
-                        day = start + timedelta(days=i)
-                        if day in counts:
-                            self._counts[day] = counts[day]
+                await self._reread(
+                    sorted(d for d, n in counts.items() if self._counts.get(d) != n), counts
+                )
             self._checked_at = now
             if full:
                 self._full_at = now
+
+    async def _reread(self, stale: list[date], counts: dict[date, int]) -> None:
+        """Read the stale days again, a chunk at a time: the next chunk's query runs while
+        this one's rows become bitmaps (SQLite lets go of the GIL while it searches)."""
+        chunks = list(runs(stale, CHUNK_DAYS))
+        fetch = asyncio.ensure_future(self.reader.rows(*chunks[0])) if chunks else None
+        try:
+            for i, (start, stop) in enumerate(chunks):
+                assert fetch is not None
+                rows = await fetch
+                fetch = (
+                    asyncio.ensure_future(self.reader.rows(*chunks[i + 1]))
+                    if i + 1 < len(chunks)
+                    else None
+                )
+                self.days.update(await asyncio.to_thread(self._read, rows))
+                for n in range((stop - start).days):
+                    day = start + timedelta(days=n)
+                    if day in counts:
+                        self._counts[day] = counts[day]
+        finally:
+            if fetch is not None and not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetch
 
     def _read(self, rows: Iterable[DayRow]) -> dict[date, Day]:
         """The days in ``rows``; runs on a worker thread (a month of rows is ~1 s of Python)."""
