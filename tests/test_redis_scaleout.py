@@ -1,0 +1,208 @@
+"""Scale-out on the real Redis at 127.0.0.1:6379: two router processes on one stream, kill -9
+of one mid-load; and Redis going away and coming back under a running router.
+
+The routers are real ``beacon-router serve`` subprocesses; the webhook receiver is a real HTTP
+server on loopback; an outage is a real TCP proxy in front of Redis being cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+from aiohttp import web
+from support import RouterProcess, TcpProxy, free_port, require_service
+
+from router.app import ROUTER, create_app
+from router.config import loads
+
+pytestmark = pytest.mark.redis
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BACKENDS = ("one", "two")
+
+ROUTER_CONFIG = """
+spool: {{type: redis, url: "{url}", key_prefix: "{prefix}", claim_idle: 1s}}
+backends:
+""" + "".join(
+    f"""
+  {name}:
+    type: webhook
+    url: http://127.0.0.1:{{port}}/{name}
+    headers: {{{{X-Router: "{{router}}"}}}}
+    timeout: 2s
+    batch: {{{{max_events: 20, max_wait: 20ms}}}}
+    retry: {{{{initial: 50ms, max: 300ms, give_up_after: 1h}}}}
+"""
+    for name in BACKENDS
+)
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint per backend that records which router sent which events."""
+
+    port: int = field(default_factory=free_port)
+    requests: dict[str, list[tuple[str, list[str]]]] = field(
+        default_factory=lambda: {name: [] for name in BACKENDS}
+    )
+    runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        uuids = [e["uuid"] for e in body["events"]]
+        self.requests[request.match_info["backend"]].append((request.headers["X-Router"], uuids))
+        return web.json_response({"ok": True})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{backend}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    def received(self, backend: str) -> Counter[str]:
+        return Counter(u for _, uuids in self.requests[backend] for u in uuids)
+
+    async def wait_for(self, wanted: set[str], timeout: float = 30.0) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if all(wanted <= set(self.received(b)) for b in BACKENDS):
+                return
+            await asyncio.sleep(0.05)
+        missing = {b: len(wanted - set(self.received(b))) for b in BACKENDS}
+        raise AssertionError(f"acknowledged events never arrived: {missing}")
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    require_service("Redis", "127.0.0.1", 6379)
+    name = f"test:{uuid.uuid4().hex}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{name}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.start()
+    yield r
+    assert r.runner is not None
+    await r.runner.cleanup()
+
+
+@pytest.fixture
+def routers(tmp_path, prefix, receiver):
+    """Two router processes with one config but for the name they sign their webhooks with."""
+    made = []
+    for name in ("a", "b"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        config = workdir / "router.yaml"
+        config.write_text(
+            ROUTER_CONFIG.format(url=REDIS_URL, prefix=prefix, port=receiver.port, router=name)
+        )
+        made.append(RouterProcess(str(config), free_port(), str(workdir)))
+    yield made
+    for router in made:
+        router.stop()
+
+
+def beacon() -> dict:
+    return {"uuid": str(uuid.uuid4()), "installation_id": str(uuid.uuid4()), "version": "1.4.2"}
+
+
+async def send(http: aiohttp.ClientSession, url: str, acked: list[str]) -> None:
+    """POST one beacon; remember its uuid only if the router answered 202."""
+    b = beacon()
+    try:
+        async with http.post(f"{url}/beacon", json=b) as resp:
+            if resp.status == 202:
+                acked.append(b["uuid"])
+    except (TimeoutError, aiohttp.ClientError):
+        pass  # not acknowledged: no router owes anything for it
+
+
+async def test_two_routers_share_a_stream_and_a_kill_9_loses_no_acknowledged_event(
+    routers, receiver
+):
+    a, b = routers
+    for router in routers:
+        router.start()
+    await asyncio.gather(a.wait_ready(), b.wait_ready())
+    acked: list[str] = []
+    turns = itertools.cycle([a.url, b.url])  # a load balancer's round robin
+
+    async def load(http: aiohttp.ClientSession) -> None:
+        for _ in range(80):  # bounded: stops by itself even if the kill never comes
+            await send(http, next(turns), acked)
+
+    async with aiohttp.ClientSession() as http:
+        senders = [asyncio.create_task(load(http)) for _ in range(12)]
+        while len(acked) < 250 and not all(s.done() for s in senders):
+            await asyncio.sleep(0.01)
+        a.kill9()
+        await asyncio.gather(*senders)
+    assert len(acked) >= 250
+
+    await receiver.wait_for(set(acked))
+    for backend in BACKENDS:
+        # Only a's batch in flight at the kill (sent, not acked) may arrive twice: b took it
+        # over after claim_idle. Everything else arrives exactly once.
+        from_a = [uuids for router, uuids in receiver.requests[backend] if router == "a"]
+        in_flight = set(from_a[-1]) if from_a else set()
+        twice = {u for u, n in receiver.received(backend).items() if n > 1}
+        assert twice <= in_flight, f"{backend}: duplicates outside a's last batch"
+
+
+CONFIG = """
+spool: {{type: redis, url: "redis://127.0.0.1:{port}/0", key_prefix: "{prefix}"}}
+backends:
+  mock:
+    type: router.testing:MockBackend
+    batch: {{max_events: 10, max_wait: 10ms}}
+"""
+
+
+async def test_while_redis_is_away_ingest_answers_503_and_delivery_resumes_after(
+    prefix, aiohttp_client
+):
+    proxy = TcpProxy("127.0.0.1", 6379)  # not started: Redis is unreachable from the start
+    app = create_app(loads(CONFIG.format(port=proxy.port, prefix=prefix)))
+    client = await aiohttp_client(app)  # the router starts anyway and waits for Redis
+
+    async def post() -> aiohttp.ClientResponse:
+        resp = await client.post("/beacon", json=beacon())
+        await resp.read()
+        return resp
+
+    down = await post()
+    assert down.status == 503
+    assert int(down.headers["Retry-After"]) > 0
+    assert (await client.get("/readyz")).status == 503
+
+    await proxy.start()
+    assert (await post()).status == 202
+    assert (await client.get("/readyz")).status == 200
+    await proxy.cut()  # and away again, with connections open
+    assert (await post()).status == 503
+    assert (await client.get("/readyz")).status == 503
+    await proxy.start()
+    assert (await post()).status == 202
+
+    backend = app[ROUTER].delivery.workers["mock"].backend
+    for _ in range(200):
+        if len(backend.events) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(backend.events) == 2
+    await proxy.cut()
