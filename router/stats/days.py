@@ -23,7 +23,7 @@ from datetime import date, timedelta
 
 from .queries import DayRow, StoreReader, Value
 
-CHUNK_DAYS = 31  # days read per query when filling the cache: bounded memory per read
+CHUNK_DAYS = 7  # days per query when filling the index: a week of rows in memory at a time
 # Days that still change as a rule: today, and late deliveries (a backend retries for up to
 # 72 h by default). Older days change by retention or by hand; the full check catches those.
 RECENT_DAYS = timedelta(days=4)
