@@ -70,6 +70,8 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    from .openapi import add_openapi_route  # GET /openapi.json (docs/openapi.json)
+    add_openapi_route(app)
     from .sources import add_posthog_routes  # imported here: sources imports this module
     add_posthog_routes(app)
     from .stats import add_stats_routes  # here too: stats reads this module's ROUTER
