@@ -51,4 +51,4 @@ def public_page(body: dict[str, Any]) -> str:
 
 
 def _count(value: int | None, k: int) -> str:
-    return str(value) if value is not None else f"fewer than {k}"
+    return f"{value:,}" if value is not None else f'<span title="fewer than {k}">&lt; {k}</span>'
