@@ -35,6 +35,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from ..errors import Unavailable
+from . import redis_upkeep as upkeep
 from .base import DeadLetter, Entry
 from .redis_dlq import EVENT_FIELD, TARGET_FIELD, RedisDeadLetters
 
@@ -48,9 +49,7 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0  # delivery's retry pace while Redis is 
 _RETRY_AFTER_DOWN = 5.0  # what clients are told while Redis is unreachable
 _RETRY_AFTER_FULL = 30.0  # what clients are told while the stream is full
 _MAINTAIN_EVERY = 1.0  # seconds between measure + trim passes
-_FORGET_CONSUMERS_EVERY = 300.0  # seconds between sweeps of long-gone consumers
-_GONE_AFTER_MS = 3600 * 1000  # a consumer idle this long, holding nothing, is gone
-_CHUNK = 1000  # ids per XCLAIM
+_SWEEP_EVERY = 300.0  # seconds between sweeps of long-gone consumers
 
 
 @dataclass
@@ -179,8 +178,19 @@ class RedisSpool:
             self._maintainer = None
         if self._client is None:
             return
-        with contextlib.suppress(RedisError):
-            await self._release_held()
+        for backend, reader in self._readers.items():
+            try:
+                released = await upkeep.hand_over(
+                    self._client, self.stream, backend, self.consumer, reader.held, self.claim_idle
+                )
+            except RedisError:
+                break  # they are claimed after claim_idle instead
+            if released:
+                log.info(
+                    "handed unacked events over to the other routers",
+                    backend=backend,
+                    events=released,
+                )
         await self._client.aclose()
         self._client = self._dead = None
 
@@ -317,7 +327,7 @@ class RedisSpool:
         self, backend: str, start: str, limit: int, block: int | None = None
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         assert self._client is not None
-        reply = await self._client.xreadgroup(
+        reply: Any = await self._client.xreadgroup(
             backend, self.consumer, {self.stream: start}, count=limit, block=block
         )
         return list(reply[0][1]) if reply else []
@@ -374,8 +384,8 @@ class RedisSpool:
         self, backend: str, reader: _Reader, entries: list[Entry]
     ) -> list[Entry]:
         assert self._client is not None
-        ids = sorted((str(e.id) for e in entries), key=_id_key)
-        pending = await self._client.xpending_range(
+        ids = sorted((str(e.id) for e in entries), key=upkeep.id_key)
+        pending: Any = await self._client.xpending_range(
             self.stream,
             backend,
             min=ids[0],
@@ -452,6 +462,8 @@ class RedisSpool:
 
     async def _maintain(self) -> None:
         """Keep held entries fresh, measure the stream, trim it, forget long-gone consumers."""
+        assert self._client is not None
+        client = self._client
         refresh_every = min(self.claim_idle / 3, _MAINTAIN_EVERY)
         last_refresh = last_measure = last_sweep = time.monotonic()
         while not self._closing:
@@ -460,14 +472,16 @@ class RedisSpool:
                 return
             now = time.monotonic()
             try:
-                await self._refresh_held()
+                for backend, reader in self._readers.items():
+                    await upkeep.refresh(client, self.stream, backend, self.consumer, reader.held)
                 last_refresh = now
                 if now - last_measure >= _MAINTAIN_EVERY:
-                    await self._measure()
-                    await self._trim()
+                    self.length, self.used_bytes = await upkeep.measure(client, self.stream)
+                    await upkeep.trim(client, self.stream)
                     last_measure = now
-                if now - last_sweep >= _FORGET_CONSUMERS_EVERY:
-                    await self._forget_gone_consumers()
+                if now - last_sweep >= _SWEEP_EVERY:
+                    for backend in self._readers:
+                        await upkeep.sweep(client, self.stream, backend, keep=self.consumer)
                     last_sweep = now
             except RedisError as exc:
                 self._outage.failed(exc)
@@ -479,97 +493,6 @@ class RedisSpool:
                     "them over and send them again"
                 )
 
-    async def _refresh_held(self) -> None:
-        """Reset the idle time of entries this process holds, so nobody claims them."""
-        assert self._client is not None
-        for backend, reader in self._readers.items():
-            ids = list(reader.held)
-            for i in range(0, len(ids), _CHUNK):
-                await self._client.xclaim(
-                    self.stream,
-                    backend,
-                    self.consumer,
-                    min_idle_time=0,
-                    message_ids=ids[i : i + _CHUNK],
-                    justid=True,
-                )
-
-    async def _release_held(self) -> None:
-        """On a clean stop: mark what we hold as idle long enough for the others to claim it
-        now, without counting this hand-over as a failed delivery."""
-        assert self._client is not None
-        idle = int(self.claim_idle * 1000) + 1
-        for backend, reader in self._readers.items():
-            if not reader.held:
-                continue
-            ids = sorted(reader.held, key=_id_key)
-            pending = await self._client.xpending_range(
-                self.stream,
-                backend,
-                min=ids[0],
-                max=ids[-1],
-                count=len(ids) + 100,
-                consumername=self.consumer,
-            )
-            by_count: dict[int, list[bytes]] = {}
-            for p in pending:
-                by_count.setdefault(int(p["times_delivered"]), []).append(p["message_id"])
-            for count, message_ids in by_count.items():
-                await self._client.xclaim(
-                    self.stream,
-                    backend,
-                    self.consumer,
-                    min_idle_time=0,
-                    message_ids=message_ids,
-                    idle=idle,
-                    justid=True,
-                    retrycount=max(0, count - 1),
-                )
-            log.info(
-                "released unacked events to the other routers", backend=backend, events=len(pending)
-            )
-            reader.held.clear()
-
-    async def _measure(self) -> None:
-        assert self._client is not None
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.xlen(self.stream)
-            pipe.memory_usage(self.stream)
-            length, used = await pipe.execute()
-        self.length, self.used_bytes = int(length), int(used or 0)
-
-    async def _trim(self) -> None:
-        """XTRIM MINID the oldest entry some group has not acked: everything older is done."""
-        assert self._client is not None
-        # Last-delivered ids first, pending lists after: an entry delivered in between is newer
-        # than the last-delivered id read, so it is above the floor either way.
-        groups = await self._groups()
-        if not groups:
-            return  # no group: nothing says which entries are done
-        async with self._client.pipeline(transaction=False) as pipe:
-            for g in groups:
-                pipe.xpending(self.stream, g["name"])
-            summaries = await pipe.execute()
-        floors = []
-        for g, summary in zip(groups, summaries, strict=True):
-            floor = _next_id(g["last-delivered-id"].decode())
-            if summary["pending"]:
-                floor = min(floor, summary["min"].decode(), key=_id_key)
-            floors.append(floor)
-        await self._client.xtrim(self.stream, minid=min(floors, key=_id_key), approximate=False)
-
-    async def _forget_gone_consumers(self) -> None:
-        """Remove consumers idle for an hour that hold nothing (old ``host:pid`` names)."""
-        assert self._client is not None
-        for backend in self._readers:
-            for c in await self._client.xinfo_consumers(self.stream, backend):
-                if (
-                    c["pending"] == 0
-                    and c["idle"] > _GONE_AFTER_MS
-                    and c["name"].decode() != self.consumer
-                ):
-                    await self._client.xgroup_delconsumer(self.stream, backend, c["name"])
-
     async def _create_groups(self, backends: Sequence[str], start: str) -> None:
         assert self._client is not None
         for backend in backends:
@@ -579,22 +502,13 @@ class RedisSpool:
                 if not str(exc).startswith("BUSYGROUP"):  # BUSYGROUP: it exists already
                     raise
 
-    async def _groups(self) -> list[dict[str, Any]]:
-        assert self._client is not None
-        try:
-            return list(await self._client.xinfo_groups(self.stream))
-        except ResponseError as exc:
-            if "no such key" in str(exc).lower():
-                return []
-            raise
-
     # -- dead-letter queue (beacon-router dlq ...) -------------------------------------------
 
     async def dead_letters(
         self, backend: str, limit: int = 100, since: str | None = None
     ) -> list[DeadLetter]:
         """Dead letters of ``backend``, oldest first; ``since`` is an ISO time lower bound."""
-        return await self._letters().list(backend, limit, since)
+        return await self._letters().letters(backend, limit, since)
 
     async def dead_letter_counts(self) -> dict[str, int]:
         return await self._letters().counts()
@@ -618,16 +532,16 @@ class RedisSpool:
         purged = await self._letters().purge(backend, ids, since)
         if release_queue:
             try:
-                await self._letters().client.xgroup_destroy(self.stream, backend)
+                await self._open_client().xgroup_destroy(self.stream, backend)
             except RedisError as exc:
                 raise Unavailable(f"redis: {exc}", retry_after=_RETRY_AFTER_DOWN) from exc
         return purged
 
     async def queues(self) -> dict[str, int]:
         """Every consumer group on the stream (configured or not) → events it has not acked."""
-        self._letters()
+        client = self._open_client()
         try:
-            groups = await self._groups()
+            groups = await upkeep.groups(client, self.stream)
         except RedisError as exc:
             raise Unavailable(f"redis: {exc}", retry_after=_RETRY_AFTER_DOWN) from exc
         # ``lag`` is nil when Redis cannot tell (entries deleted past the group's position).
@@ -642,13 +556,7 @@ class RedisSpool:
             raise Unavailable("spool is not open", retry_after=_RETRY_AFTER_DOWN)
         return self._dead
 
-
-def _id_key(stream_id: str) -> tuple[int, int]:
-    """Stream ids compare as (milliseconds, sequence) pairs, not as strings."""
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _next_id(stream_id: str) -> str:
-    ms, seq = _id_key(stream_id)
-    return f"{ms}-{seq + 1}"
+    def _open_client(self) -> Redis:
+        if self._client is None:
+            raise Unavailable("spool is not open", retry_after=_RETRY_AFTER_DOWN)
+        return self._client

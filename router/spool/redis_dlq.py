@@ -62,7 +62,7 @@ class RedisDeadLetters:
         keys = [self.stream, self.key(backend), f"{self.prefix}:dlq-seq:{backend}"]
         await self._move(keys=keys, args=args)
 
-    async def list(
+    async def letters(
         self, backend: str, limit: int = 100, since: str | None = None
     ) -> list[DeadLetter]:
         """Oldest first; ``since`` is an ISO time lower bound."""
@@ -112,7 +112,7 @@ class RedisDeadLetters:
         start = "-"
         try:
             while limit is None or len(found) < limit:
-                chunk = await self.client.xrange(self.key(backend), min=start, count=_CHUNK)
+                chunk: Any = await self.client.xrange(self.key(backend), min=start, count=_CHUNK)
                 for stream_id, fields in chunk:
                     letter = _letter(backend, fields)
                     if (wanted is None or letter.id in wanted) and (
