@@ -28,7 +28,7 @@ def public_page(body: dict[str, Any]) -> str:
     tables = []
     for name, buckets in body["breakdowns"].items():
         rows = "".join(
-            f'<tr><td>{escape(str(b["value"]))}</td><td class="n">{b["installations"]}</td></tr>'
+            f'<tr><td>{escape(str(b["value"]))}</td><td class="n">{b["installations"]:,}</td></tr>'
             for b in buckets
         )
         rows = rows or f'<tr><td colspan="2" class="muted">fewer than {k} installations</td></tr>'
