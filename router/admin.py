@@ -10,7 +10,6 @@ same`` serves it on the ingest port instead. docs/admin.md describes each endpoi
 from __future__ import annotations
 
 import functools
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,8 +18,9 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
-from . import __version__
+from . import __version__, auth
 from .app import ROUTER, Router, error_middleware, error_response, json_response, security_headers
 from .metrics import event_age
 from .reload import RELOADER
@@ -32,12 +32,9 @@ MAX_DLQ_LIMIT = 1000
 _MAX_ADMIN_BODY = 64 * 1024
 
 
-def authorized(request: web.Request, token: str) -> bool:
+def authorized(request: web.Request, token: SecretStr) -> bool:
     """Whether ``request`` carries ``Authorization: Bearer <token>``, compared in constant time."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # compare_digest takes time by the length of its inputs, never by where they differ.
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode())
+    return auth.matches(auth.bearer(request.headers.get("Authorization")), (token,))
 
 
 def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -50,7 +47,7 @@ def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.R
         token = router.config.admin.token
         if token is None:
             raise web.HTTPNotFound()
-        if not authorized(request, token.get_secret_value()):
+        if not authorized(request, token):
             response = error_response(401, "unauthorized",
                                       "send the admin token: Authorization: Bearer TOKEN")
             response.headers["WWW-Authenticate"] = 'Bearer realm="beacon-router admin"'

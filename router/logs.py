@@ -31,9 +31,10 @@ _NAMED_SECRET = re.compile(
     r"[^\s&\"',;}]+", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 # Candidates only; each is confirmed by the ipaddress module before it is replaced.
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
-                   r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?:%\w+)?(?![\w:])")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV6 = re.compile(  # one ending in an IPv4 address first, then plain groups (maybe + :port)
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:(?:\d{1,3}\.){3}\d{1,3}"
+    r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,8})(?:%[\w.-]+)?(?![\w:])")
 _MAX_DEPTH = 8
 
 
@@ -74,22 +75,37 @@ def scrub_text(text: str) -> str:
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _NAMED_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    if "::" in text or text.count(":") >= 2:  # first: an IPv6 address may end in an IPv4 one
+        text = _IPV6.sub(_mask_ipv6, text)
     if any(c.isdigit() for c in text):
         text = _IPV4.sub(_mask_ip, text)
-    if "::" in text or text.count(":") >= 2:
-        text = _IPV6.sub(_mask_ip, text)
     return text
 
 
 def _mask_ip(match: re.Match[str]) -> str:
+    return _masked(match.group(0)) or match.group(0)
+
+
+def _mask_ipv6(match: re.Match[str]) -> str:
+    # Unbracketed, an address and a port run together ("2001:db8::1:443" may be either); an
+    # invalid run is tried shorter at each colon, so the address part is masked either way.
     candidate = match.group(0)
+    for end in range(len(candidate), 1, -1):
+        if end == len(candidate) or candidate[end] == ":":
+            masked = _masked(candidate[:end])
+            if masked is not None:
+                return masked + candidate[end:]
+    return candidate
+
+
+def _masked(candidate: str) -> str | None:
+    """``[ip]`` for an address that may identify someone, itself for one that cannot (loopback,
+    unspecified), None for text that is no address."""
     try:
-        ip = ipaddress.ip_address(candidate.split("%", 1)[0])
+        ip = ipaddress.ip_address(candidate)
     except ValueError:
-        return candidate
-    if ip.is_unspecified or ip.is_loopback:
-        return candidate
-    return IP_REDACTED
+        return None
+    return candidate if ip.is_unspecified or ip.is_loopback else IP_REDACTED
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
