@@ -48,8 +48,9 @@ def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.R
         if token is None:
             raise web.HTTPNotFound()
         if not authorized(request, token):
-            response = error_response(401, "unauthorized",
-                                      "send the admin token: Authorization: Bearer TOKEN")
+            response = error_response(
+                401, "unauthorized", "send the admin token: Authorization: Bearer TOKEN"
+            )
             response.headers["WWW-Authenticate"] = 'Bearer realm="beacon-router admin"'
             return response
         return await handler(request, router)
@@ -82,6 +83,7 @@ def create_admin_app(ingest: web.Application) -> web.Application:
 
 # -- handlers ------------------------------------------------------------------------------------
 
+
 @admin_only
 async def status(request: web.Request, router: Router) -> web.Response:
     """The process, its config and a one-line summary per backend."""
@@ -91,19 +93,25 @@ async def status(request: web.Request, router: Router) -> web.Response:
     summary = {}
     if router.delivery is not None:
         for name, worker in router.delivery.workers.items():
-            summary[name] = {"healthy": worker.health.healthy,
-                             "queued": await spool.depth(name) if spool else None}
-    return json_response({
-        "version": __version__,
-        "uptime_seconds": round(time.time() - router.started_at, 3),
-        "draining": router.draining,
-        "config": {"file": router.config.file,
-                   "restart_required": reloader.restart_required},
-        "last_reload": reloader.last.to_dict() if reloader.last else None,
-        "spool": {"type": router.config.spool.type, "writable": writable,
-                  "used_bytes": getattr(spool, "used_bytes", None)},
-        "backends": summary,
-    })
+            summary[name] = {
+                "healthy": worker.health.healthy,
+                "queued": await spool.depth(name) if spool else None,
+            }
+    return json_response(
+        {
+            "version": __version__,
+            "uptime_seconds": round(time.time() - router.started_at, 3),
+            "draining": router.draining,
+            "config": {"file": router.config.file, "restart_required": reloader.restart_required},
+            "last_reload": reloader.last.to_dict() if reloader.last else None,
+            "spool": {
+                "type": router.config.spool.type,
+                "writable": writable,
+                "used_bytes": getattr(spool, "used_bytes", None),
+            },
+            "backends": summary,
+        }
+    )
 
 
 @admin_only
@@ -132,9 +140,12 @@ async def backends(request: web.Request, router: Router) -> web.Response:
         }
         if worker is not None:
             h = worker.health
-            entry["health"] = {"healthy": h.healthy,
-                               "consecutive_failures": h.consecutive_failures,
-                               "last_error": h.last_error, "last_success": h.last_success}
+            entry["health"] = {
+                "healthy": h.healthy,
+                "consecutive_failures": h.consecutive_failures,
+                "last_error": h.last_error,
+                "last_success": h.last_success,
+            }
             if peek is not None:
                 oldest = await peek(name) if queued else None
                 entry["oldest_event_age_seconds"] = round(event_age(oldest, now), 3)
@@ -157,9 +168,21 @@ async def dlq_list(request: web.Request, router: Router) -> web.Response:
         return error_response(400, "bad_request", "since must be an ISO 8601 time")
     assert router.spool is not None
     letters = await router.spool.dead_letters(name, limit, since)
-    return json_response({"backend": name, "dead_letters": [
-        {"id": d.id, "failed_at": d.failed_at, "attempts": d.attempts, "reason": d.reason,
-         "event": _event(d.body)} for d in letters]})
+    return json_response(
+        {
+            "backend": name,
+            "dead_letters": [
+                {
+                    "id": d.id,
+                    "failed_at": d.failed_at,
+                    "attempts": d.attempts,
+                    "reason": d.reason,
+                    "event": _event(d.body),
+                }
+                for d in letters
+            ],
+        }
+    )
 
 
 @admin_only
@@ -170,8 +193,11 @@ async def dlq_replay(request: web.Request, router: Router) -> web.Response:
     if isinstance(selection, web.Response):
         return selection
     if router.delivery is None or name not in router.delivery.workers:
-        return error_response(409, "conflict", f"{name[:64]!r} is not a running backend; "
-                              "nothing would deliver a replay")
+        return error_response(
+            409,
+            "conflict",
+            f"{name[:64]!r} is not a running backend; nothing would deliver a replay",
+        )
     assert router.spool is not None
     moved = await router.spool.replay(name, *selection)
     log.info("dead letters replayed", backend=name, events=moved, via="admin")
@@ -190,8 +216,9 @@ async def dlq_purge(request: web.Request, router: Router) -> web.Response:
     release = name not in router.config.backends and not ids and not since
     assert router.spool is not None
     purged = await router.spool.purge(name, ids, since, release_queue=release)
-    log.info("dead letters purged", backend=name, events=purged, released_queue=release,
-             via="admin")
+    log.info(
+        "dead letters purged", backend=name, events=purged, released_queue=release, via="admin"
+    )
     return json_response({"backend": name, "purged": purged, "released_queue": release})
 
 
@@ -201,14 +228,16 @@ async def reload(request: web.Request, router: Router) -> web.Response:
     result = await request.app[RELOADER].reload()
     if result.ok:
         return json_response(result.to_dict())
-    return json_response({"error": "config_invalid", "detail": "; ".join(result.errors),
-                          **result.to_dict()}, status=422)
+    return json_response(
+        {"error": "config_invalid", "detail": "; ".join(result.errors), **result.to_dict()},
+        status=422,
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
 
-async def _selection(request: web.Request
-                     ) -> tuple[list[int] | None, str | None] | web.Response:
+
+async def _selection(request: web.Request) -> tuple[list[int] | None, str | None] | web.Response:
     """``ids`` and ``since`` from an optional JSON body, or the 400 answer."""
     raw = await request.read()
     if not raw.strip():
@@ -220,8 +249,10 @@ async def _selection(request: web.Request
     if not isinstance(body, dict) or set(body) - {"ids", "since"}:
         return error_response(400, "bad_request", 'the body is {"ids": [int], "since": ISO}')
     ids, since = body.get("ids"), body.get("since")
-    if ids is not None and (not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+    if ids is not None and (
+        not isinstance(ids, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+    ):
         return error_response(400, "bad_request", "ids must be a list of integers")
     if since is not None and not (isinstance(since, str) and _iso(since)):
         return error_response(400, "bad_request", "since must be an ISO 8601 time")

@@ -23,18 +23,22 @@ IP_REDACTED = "[ip]"
 _SECRET_KEY = re.compile(
     r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key|authorization|cookie"
     r"|installation_id|distinct_id|client_ip|remote_addr|ip|ip_address|x_forwarded_for)$",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # In free text: credentials after a scheme or a name, and passwords in URLs.
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 _NAMED_SECRET = re.compile(
     r"\b(api_key|apikey|token|secret|password|passwd|key|signature)([\"']?\s*[=:]\s*[\"']?)"
-    r"[^\s&\"',;}]+", re.IGNORECASE)
+    r"[^\s&\"',;}]+",
+    re.IGNORECASE,
+)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 # Candidates only; each is confirmed by the ipaddress module before it is replaced.
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(  # one ending in an IPv4 address first, then plain groups (maybe + :port)
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:(?:\d{1,3}\.){3}\d{1,3}"
-    r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,8})(?:%[\w.-]+)?(?![\w:])")
+    r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,8})(?:%[\w.-]+)?(?![\w:])"
+)
 _MAX_DEPTH = 8
 
 
@@ -47,8 +51,9 @@ class Scrub:
     identify no one and make listen addresses readable.
     """
 
-    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
-                 ) -> MutableMapping[str, Any]:
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         for key, value in list(event_dict.items()):
             event_dict[key] = self.value(value, key)
         return event_dict
@@ -117,7 +122,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer())
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, Scrub(), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
@@ -127,10 +133,17 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, Scrub(), renderer],
-        foreign_pre_chain=shared))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                Scrub(),
+                renderer,
+            ],
+            foreign_pre_chain=shared,
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -25,7 +25,23 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from . import __version__
 from .event import Event
 
-_LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -42,52 +58,95 @@ class Metrics:
         self.registry = r = CollectorRegistry(auto_describe=True)
         p = "beacon_router_"
         # -- ingest
-        self.received = Counter(p + "events_received", "Events decoded from requests.",
-                                ["source"], registry=r)
-        self.accepted = Counter(p + "events_accepted", "Events written durably to the spool.",
-                                ["source"], registry=r)
-        self.rejected = Counter(p + "requests_rejected", "Requests answered with an error.",
-                                ["source", "reason"], registry=r)
-        self.dropped = Counter(p + "events_dropped", "Events dropped by a filter.",
-                               ["stage", "filter", "reason"], registry=r)
-        self.request_latency = Histogram(p + "request_duration_seconds", "Ingest request time.",
-                                         ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.received = Counter(
+            p + "events_received", "Events decoded from requests.", ["source"], registry=r
+        )
+        self.accepted = Counter(
+            p + "events_accepted", "Events written durably to the spool.", ["source"], registry=r
+        )
+        self.rejected = Counter(
+            p + "requests_rejected",
+            "Requests answered with an error.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            p + "events_dropped",
+            "Events dropped by a filter.",
+            ["stage", "filter", "reason"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            p + "request_duration_seconds",
+            "Ingest request time.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         # -- delivery
-        self.delivered = Counter(p + "events_delivered", "Events a backend accepted.",
-                                 ["backend"], registry=r)
-        self.failed = Counter(p + "delivery_failures", "Failed send attempts (batches).",
-                              ["backend", "kind"], registry=r)
-        self.retried = Counter(p + "events_retried", "Events scheduled for another attempt.",
-                               ["backend"], registry=r)
-        self.dead_lettered = Counter(p + "events_dead_lettered", "Events moved to the DLQ.",
-                                     ["backend"], registry=r)
-        self.backend_up = Gauge(p + "backend_healthy", "1 if the last send succeeded.",
-                                ["backend"], registry=r)
-        self.batch_size = Histogram(p + "batch_size_events", "Events per batch sent.",
-                                    ["backend"], buckets=_BATCH_BUCKETS, registry=r)
-        self.send_latency = Histogram(p + "send_duration_seconds", "Time of one send.",
-                                      ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.delivered = Counter(
+            p + "events_delivered", "Events a backend accepted.", ["backend"], registry=r
+        )
+        self.failed = Counter(
+            p + "delivery_failures",
+            "Failed send attempts (batches).",
+            ["backend", "kind"],
+            registry=r,
+        )
+        self.retried = Counter(
+            p + "events_retried", "Events scheduled for another attempt.", ["backend"], registry=r
+        )
+        self.dead_lettered = Counter(
+            p + "events_dead_lettered", "Events moved to the DLQ.", ["backend"], registry=r
+        )
+        self.backend_up = Gauge(
+            p + "backend_healthy", "1 if the last send succeeded.", ["backend"], registry=r
+        )
+        self.batch_size = Histogram(
+            p + "batch_size_events",
+            "Events per batch sent.",
+            ["backend"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.send_latency = Histogram(
+            p + "send_duration_seconds",
+            "Time of one send.",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         # -- spool (measured at scrape time by collect_spool)
-        self.spool_depth = Gauge(p + "spool_depth_events", "Events a backend has not acked.",
-                                 ["backend"], registry=r)
+        self.spool_depth = Gauge(
+            p + "spool_depth_events", "Events a backend has not acked.", ["backend"], registry=r
+        )
         self.spool_oldest_age = Gauge(
             p + "spool_oldest_event_age_seconds",
             "Age of the oldest event a backend has not acked (0 when none waits).",
-            ["backend"], registry=r)
-        self.dead_letters = Gauge(p + "dead_letter_events", "Events in a backend's DLQ.",
-                                  ["backend"], registry=r)
-        self.spool_bytes = Gauge(p + "spool_used_bytes", "Bytes in use in the spool.",
-                                 registry=r)
+            ["backend"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            p + "dead_letter_events", "Events in a backend's DLQ.", ["backend"], registry=r
+        )
+        self.spool_bytes = Gauge(p + "spool_used_bytes", "Bytes in use in the spool.", registry=r)
         # -- configuration
-        self.reloads = Counter(p + "config_reloads", "Config reloads, by result.",
-                               ["result"], registry=r)
-        self.reload_ok = Gauge(p + "config_last_reload_successful",
-                               "1 if the last reload applied the file, 0 if it was refused.",
-                               registry=r)
-        self.reload_time = Gauge(p + "config_last_reload_success_timestamp_seconds",
-                                 "When the running config was loaded (Unix time).", registry=r)
-        self.build_info = Gauge(p + "build_info", "Always 1; the version is in a label.",
-                                ["version"], registry=r)
+        self.reloads = Counter(
+            p + "config_reloads", "Config reloads, by result.", ["result"], registry=r
+        )
+        self.reload_ok = Gauge(
+            p + "config_last_reload_successful",
+            "1 if the last reload applied the file, 0 if it was refused.",
+            registry=r,
+        )
+        self.reload_time = Gauge(
+            p + "config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded (Unix time).",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            p + "build_info", "Always 1; the version is in a label.", ["version"], registry=r
+        )
         self.build_info.labels(__version__).set(1)
         self.reload_ok.set(1)
         self.reload_time.set(time.time())

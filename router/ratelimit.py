@@ -28,14 +28,16 @@ IPv6_CLIENT_PREFIX = 64  # one IPv6 client usually owns a whole /64: limit the p
 class TokenBuckets:
     """One bucket of ``burst`` tokens per key, refilled at ``rate`` tokens per second."""
 
-    def __init__(self, rate: float, burst: float, max_keys: int,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, max_keys: int, clock: Clock = time.monotonic
+    ) -> None:
         self.rate, self.burst, self.max_keys, self._clock = rate, burst, max_keys, clock
         self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # tokens, when
 
     @classmethod
-    def from_config(cls, config: RateLimitConfig, max_keys: int,
-                    clock: Clock = time.monotonic) -> TokenBuckets:
+    def from_config(
+        cls, config: RateLimitConfig, max_keys: int, clock: Clock = time.monotonic
+    ) -> TokenBuckets:
         rate = config.rate / config.per
         burst = config.burst if config.burst is not None else max(1, math.ceil(config.rate))
         return cls(rate, burst, max_keys, clock)
@@ -74,8 +76,7 @@ class RateLimits:
         self.config = config
         self._clock = clock
         self._salt = os.urandom(32)
-        self._proxies = tuple(ipaddress.ip_network(n, strict=False)
-                              for n in config.trusted_proxies)
+        self._proxies = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
         self.per_ip = self._buckets(config.per_ip)
         self.per_installation = self._buckets(config.per_installation)
 
@@ -90,8 +91,10 @@ class RateLimits:
         new._salt = self._salt
         if config.per_ip == self.config.per_ip and config.max_tracked == self.config.max_tracked:
             new.per_ip = self.per_ip
-        if (config.per_installation == self.config.per_installation
-                and config.max_tracked == self.config.max_tracked):
+        if (
+            config.per_installation == self.config.per_installation
+            and config.max_tracked == self.config.max_tracked
+        ):
             new.per_installation = self.per_installation
         return new
 
@@ -117,8 +120,9 @@ class RateLimits:
             return
         wait = self.per_ip.take({self._digest(_client_key(ip)): 1})
         if wait:
-            raise TooManyRequests("too many requests from this address; retry later",
-                                  retry_after=wait)
+            raise TooManyRequests(
+                "too many requests from this address; retry later", retry_after=wait
+            )
 
     def check_installations(self, ids: Iterable[object]) -> None:
         """TooManyRequests when an installation in ``ids`` (raw, one per event; None for an
@@ -130,12 +134,14 @@ class RateLimits:
             return
         wait = self.per_installation.take(wanted)
         if wait:
-            raise TooManyRequests("too many events for this installation; retry later",
-                                  retry_after=wait)
+            raise TooManyRequests(
+                "too many events for this installation; retry later", retry_after=wait
+            )
 
     def _digest(self, value: str) -> bytes:
-        return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), key=self._salt,
-                               digest_size=16).digest()
+        return hashlib.blake2b(
+            value.encode("utf-8", "surrogatepass"), key=self._salt, digest_size=16
+        ).digest()
 
 
 def _parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

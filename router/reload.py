@@ -72,15 +72,25 @@ class Reloader:
         if result.ok:
             metrics.reload_time.set(time.time())
             self.restart_required = result.restart_required
-            log.info("config reloaded", file=result.file, added=result.added,
-                     removed=result.removed, changed=result.changed,
-                     restart_required=result.restart_required)
+            log.info(
+                "config reloaded",
+                file=result.file,
+                added=result.added,
+                removed=result.removed,
+                changed=result.changed,
+                restart_required=result.restart_required,
+            )
             for name in result.removed:
-                log.info("backend removed; its queue is kept until `dlq purge` or it is added "
-                         "again", backend=name)
+                log.info(
+                    "backend removed; its queue is kept until `dlq purge` or it is added again",
+                    backend=name,
+                )
         else:
-            log.error("config reload refused; the running config stays", file=result.file,
-                      errors=result.errors)
+            log.error(
+                "config reload refused; the running config stays",
+                file=result.file,
+                errors=result.errors,
+            )
         self.last = result
         return result
 
@@ -94,8 +104,11 @@ class Reloader:
         try:
             new = await asyncio.to_thread(load, old.file)
             effective, restart = _effective(old, new)
-            pipeline = (router.pipeline if effective.pipeline == old.pipeline
-                        else Pipeline(effective.pipeline, on_drop=drop_counter(router.metrics)))
+            pipeline = (
+                router.pipeline
+                if effective.pipeline == old.pipeline
+                else Pipeline(effective.pipeline, on_drop=drop_counter(router.metrics))
+            )
         except ConfigError as exc:
             refused.errors = str(exc).splitlines()
             return refused
@@ -109,8 +122,10 @@ class Reloader:
         changed = [n for n in after if n in before and after[n] != before[n]]
         attach = getattr(router.spool, "attach", None)
         if (added or changed) and attach is None:
-            refused.errors = [f"this spool cannot start backends at run time "
-                              f"({', '.join(added + changed)}); restart to apply the file"]
+            refused.errors = [
+                f"this spool cannot start backends at run time "
+                f"({', '.join(added + changed)}); restart to apply the file"
+            ]
             return refused
         built: dict[str, Any] = {}
         try:  # every new backend is built before anything changes: a failure changes nothing
@@ -129,8 +144,7 @@ class Reloader:
 
         delivery = router.delivery
         leaving = {n: delivery.workers[n] for n in removed + changed if n in delivery.workers}
-        await asyncio.gather(*(w.stop(effective.server.shutdown_timeout)
-                               for w in leaving.values()))
+        await asyncio.gather(*(w.stop(effective.server.shutdown_timeout) for w in leaving.values()))
         await _close_all(w.backend for w in leaving.values())
         workers = {n: w for n, w in delivery.workers.items() if n not in leaving}
         for name in added + changed:
@@ -142,8 +156,14 @@ class Reloader:
         delivery.workers = workers  # replaced, not mutated: readers iterate the old dict
         for name in removed:
             router.metrics.forget_backend(name)
-        return ReloadResult(ok=True, file=old.file, added=added, removed=removed,
-                            changed=changed, restart_required=restart)
+        return ReloadResult(
+            ok=True,
+            file=old.file,
+            added=added,
+            removed=removed,
+            changed=changed,
+            restart_required=restart,
+        )
 
 
 def _effective(old: Config, new: Config) -> tuple[Config, list[str]]:
@@ -158,8 +178,7 @@ def _effective(old: Config, new: Config) -> tuple[Config, list[str]]:
     if new.admin.listen != old.admin.listen:
         restart.append("admin.listen")
         admin = admin.model_copy(update={"listen": old.admin.listen})
-    if (old.admin.token is None and new.admin.token is not None
-            and old.admin.listen != "same"):
+    if old.admin.token is None and new.admin.token is not None and old.admin.listen != "same":
         restart.append("admin.token (admin.listen opens at start)")
     if new.sources.posthog != old.sources.posthog:
         restart.append("sources.posthog")
@@ -171,8 +190,9 @@ def _effective(old: Config, new: Config) -> tuple[Config, list[str]]:
     if new.stats != old.stats:
         restart.append("stats")
         stats = old.stats
-    return replace(new, server=server, admin=admin, sources=sources, spool=spool,
-                   stats=stats), restart
+    return replace(
+        new, server=server, admin=admin, sources=sources, spool=spool, stats=stats
+    ), restart
 
 
 async def _close_all(backends: Any) -> None:

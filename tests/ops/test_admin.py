@@ -11,15 +11,20 @@ from opsupport import ADMIN_TOKEN, auth, until
 from router import auth as auth_module
 
 BEACON = {"installation_id": "inst-1", "version": "1.0.0"}
-ENDPOINTS = [("GET", "/admin/status"), ("GET", "/admin/backends"),
-             ("GET", "/admin/backends/hook/dlq"), ("POST", "/admin/backends/hook/dlq/replay"),
-             ("POST", "/admin/backends/hook/dlq/purge"), ("POST", "/admin/reload")]
+ENDPOINTS = [
+    ("GET", "/admin/status"),
+    ("GET", "/admin/backends"),
+    ("GET", "/admin/backends/hook/dlq"),
+    ("POST", "/admin/backends/hook/dlq/replay"),
+    ("POST", "/admin/backends/hook/dlq/purge"),
+    ("POST", "/admin/reload"),
+]
 
 
 def admin_config(receiver_url: str = "http://127.0.0.1:9/hook", token: bool = True) -> str:
     return f"""
     spool: {{path: ./data/spool.db}}
-    admin: {{listen: same{f', token: "{ADMIN_TOKEN}"' if token else ''}}}
+    admin: {{listen: same{f', token: "{ADMIN_TOKEN}"' if token else ""}}}
     backends:
       hook:
         type: webhook
@@ -36,9 +41,15 @@ async def test_without_a_token_configured_every_admin_path_is_404(router_client)
             assert (await client.request(method, path, headers=headers)).status == 404, path
 
 
-WRONG = [{}, {"Authorization": "Bearer"}, {"Authorization": ADMIN_TOKEN},
-         {"Authorization": f"Basic {ADMIN_TOKEN}"}, auth("not-the-token"),
-         auth(ADMIN_TOKEN + "x"), auth(ADMIN_TOKEN[:-1])]
+WRONG = [
+    {},
+    {"Authorization": "Bearer"},
+    {"Authorization": ADMIN_TOKEN},
+    {"Authorization": f"Basic {ADMIN_TOKEN}"},
+    auth("not-the-token"),
+    auth(ADMIN_TOKEN + "x"),
+    auth(ADMIN_TOKEN[:-1]),
+]
 
 
 async def test_a_missing_or_wrong_token_is_401_on_every_admin_path(router_client):
@@ -71,8 +82,9 @@ async def test_the_token_is_compared_with_compare_digest(router_client, monkeypa
 
 def test_source_tokens_are_all_compared_even_after_a_match(monkeypatch):
     calls = []
-    monkeypatch.setattr(auth_module.hmac, "compare_digest",
-                        lambda a, b: calls.append(b) or REAL_COMPARE(a, b))
+    monkeypatch.setattr(
+        auth_module.hmac, "compare_digest", lambda a, b: calls.append(b) or REAL_COMPARE(a, b)
+    )
     assert auth_module.matches("one", ["one", "two", "three"])
     assert calls == [b"one", b"two", b"three"]
 
@@ -81,8 +93,11 @@ async def test_status_and_backends_describe_the_running_router(router_client, re
     client = await router_client(admin_config(receiver.url))
     status = await (await client.get("/admin/status", headers=auth())).json()
     assert status["config"]["file"].endswith("router.yaml")
-    assert status["spool"] == {"type": "sqlite", "writable": True,
-                               "used_bytes": status["spool"]["used_bytes"]}
+    assert status["spool"] == {
+        "type": "sqlite",
+        "writable": True,
+        "used_bytes": status["spool"]["used_bytes"],
+    }
     assert status["backends"] == {"hook": {"healthy": True, "queued": 0}}
     assert status["last_reload"] is None
     backends = (await (await client.get("/admin/backends", headers=auth())).json())["backends"]
@@ -107,13 +122,19 @@ async def test_dead_letters_are_listed_then_replayed_to_the_backend(router_clien
     assert len(letters) == 3
     assert all("422" in d["reason"] and d["attempts"] == 1 for d in letters)
     assert sorted(d["event"]["data"]["installation_id"] for d in letters) == [
-        "inst-0", "inst-1", "inst-2"]
+        "inst-0",
+        "inst-1",
+        "inst-2",
+    ]
     limited = await client.get("/admin/backends/hook/dlq?limit=1", headers=auth())
     assert len((await limited.json())["dead_letters"]) == 1
 
     receiver.status = 200
-    replay = await client.post("/admin/backends/hook/dlq/replay", headers=auth(),
-                               json={"ids": [letters[0]["id"], letters[1]["id"]]})
+    replay = await client.post(
+        "/admin/backends/hook/dlq/replay",
+        headers=auth(),
+        json={"ids": [letters[0]["id"], letters[1]["id"]]},
+    )
     assert await replay.json() == {"backend": "hook", "replayed": 2}
     await until(lambda: len(receiver.events) == 2)
     assert len(await dead()) == 1
@@ -122,15 +143,18 @@ async def test_dead_letters_are_listed_then_replayed_to_the_backend(router_clien
     assert await dead() == []
 
 
-@pytest.mark.parametrize(("path", "body", "status"), [
-    ("/admin/backends/hook/dlq/replay", b"{", 400),
-    ("/admin/backends/hook/dlq/replay", b'{"ids": ["1"]}', 400),
-    ("/admin/backends/hook/dlq/replay", b'{"since": "yesterday"}', 400),
-    ("/admin/backends/hook/dlq/replay", b'{"what": 1}', 400),
-    ("/admin/backends/gone/dlq/replay", b"", 409),
-    ("/admin/backends/hook/dlq?limit=0", None, 400),
-    ("/admin/backends/hook/dlq?since=soon", None, 400),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/admin/backends/hook/dlq/replay", b"{", 400),
+        ("/admin/backends/hook/dlq/replay", b'{"ids": ["1"]}', 400),
+        ("/admin/backends/hook/dlq/replay", b'{"since": "yesterday"}', 400),
+        ("/admin/backends/hook/dlq/replay", b'{"what": 1}', 400),
+        ("/admin/backends/gone/dlq/replay", b"", 409),
+        ("/admin/backends/hook/dlq?limit=0", None, 400),
+        ("/admin/backends/hook/dlq?since=soon", None, 400),
+    ],
+)
 async def test_bad_admin_requests_are_4xx(router_client, path, body, status):
     client = await router_client(admin_config())
     if body is None:

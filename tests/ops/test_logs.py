@@ -20,23 +20,26 @@ from support import REPO, RouterProcess, free_port
 from router.logs import Scrub, scrub_text
 
 
-@pytest.mark.parametrize(("text", "scrubbed"), [
-    ("client 203.0.113.7 refused", "client [ip] refused"),
-    ("from 10.1.2.3:5050", "from [ip]:5050"),
-    ("peer 2001:db8::1 and [2001:db8:0:1::7]:443", "peer [ip] and [[ip]]:443"),
-    ("mapped ::ffff:198.51.100.4", "mapped [ip]"),
-    ("fe80::1%eth0 link-local", "[ip] link-local"),
-    ("listening on 0.0.0.0:8080 and [::]:8080", "listening on 0.0.0.0:8080 and [::]:8080"),
-    ("loopback 127.0.0.1:9 and ::1", "loopback 127.0.0.1:9 and ::1"),
-    ("at 2026-11-28T00:17:42.123Z, 10:30:00", "at 2026-11-28T00:17:42.123Z, 10:30:00"),
-    ("version 1.4.2 and 1.2.3.4.5", "version 1.4.2 and 1.2.3.4.5"),
-    ("id 2f1c7c1e-8a5b-4e8e-9d7a-3b1f0c2d4e5f", "id 2f1c7c1e-8a5b-4e8e-9d7a-3b1f0c2d4e5f"),
-    ("999.1.1.1 is no address", "999.1.1.1 is no address"),
-    ("Authorization: Bearer eyJhbGciOi.x-y_z", "Authorization: Bearer ***"),
-    ("https://user:hunter2@db.example.com/x", "https://user:***@db.example.com/x"),
-    ("GET /e?api_key=phc_123&x=1", "GET /e?api_key=***&x=1"),
-    ('{"token": "abc", "n": 1}', '{"token": "***", "n": 1}'),
-])
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("client 203.0.113.7 refused", "client [ip] refused"),
+        ("from 10.1.2.3:5050", "from [ip]:5050"),
+        ("peer 2001:db8::1 and [2001:db8:0:1::7]:443", "peer [ip] and [[ip]]:443"),
+        ("mapped ::ffff:198.51.100.4", "mapped [ip]"),
+        ("fe80::1%eth0 link-local", "[ip] link-local"),
+        ("listening on 0.0.0.0:8080 and [::]:8080", "listening on 0.0.0.0:8080 and [::]:8080"),
+        ("loopback 127.0.0.1:9 and ::1", "loopback 127.0.0.1:9 and ::1"),
+        ("at 2026-11-28T00:17:42.123Z, 10:30:00", "at 2026-11-28T00:17:42.123Z, 10:30:00"),
+        ("version 1.4.2 and 1.2.3.4.5", "version 1.4.2 and 1.2.3.4.5"),
+        ("id 2f1c7c1e-8a5b-4e8e-9d7a-3b1f0c2d4e5f", "id 2f1c7c1e-8a5b-4e8e-9d7a-3b1f0c2d4e5f"),
+        ("999.1.1.1 is no address", "999.1.1.1 is no address"),
+        ("Authorization: Bearer eyJhbGciOi.x-y_z", "Authorization: Bearer ***"),
+        ("https://user:hunter2@db.example.com/x", "https://user:***@db.example.com/x"),
+        ("GET /e?api_key=phc_123&x=1", "GET /e?api_key=***&x=1"),
+        ('{"token": "abc", "n": 1}', '{"token": "***", "n": 1}'),
+    ],
+)
 def test_scrub_text_masks_credentials_and_addresses_only(text, scrubbed):
     assert scrub_text(text) == scrubbed
 
@@ -44,18 +47,29 @@ def test_scrub_text_masks_credentials_and_addresses_only(text, scrubbed):
 def test_scrub_masks_secret_keys_at_any_depth_and_leaves_counts_alone():
     event = {
         "event": "delivery failed for 198.51.100.9",
-        "installation_id": "raw-id", "api_key": "phc_x", "client_ip": "198.51.100.9",
-        "events": 3, "ok": True, "ratio": 0.5, "none": None,
-        "detail": {"token": ["a", "b"], "hosts": ["203.0.113.1", "localhost"],
-                   "deep": {"authorization": "Bearer x"}},
+        "installation_id": "raw-id",
+        "api_key": "phc_x",
+        "client_ip": "198.51.100.9",
+        "events": 3,
+        "ok": True,
+        "ratio": 0.5,
+        "none": None,
+        "detail": {
+            "token": ["a", "b"],
+            "hosts": ["203.0.113.1", "localhost"],
+            "deep": {"authorization": "Bearer x"},
+        },
         "exception": "Traceback ...\nOSError: connect to 203.0.113.5:443 failed",
     }
     out = Scrub()(None, "info", dict(event))
     assert out["event"] == "delivery failed for [ip]"
     assert out["installation_id"] == out["api_key"] == out["client_ip"] == "***"
     assert (out["events"], out["ok"], out["ratio"], out["none"]) == (3, True, 0.5, None)
-    assert out["detail"] == {"token": "***", "hosts": ["[ip]", "localhost"],
-                             "deep": {"authorization": "***"}}
+    assert out["detail"] == {
+        "token": "***",
+        "hosts": ["[ip]", "localhost"],
+        "deep": {"authorization": "***"},
+    }
     assert "203.0.113.5" not in out["exception"] and "OSError" in out["exception"]
 
 
@@ -68,15 +82,24 @@ def test_scrub_renders_foreign_objects_as_scrubbed_text():
 
 
 octet = st.integers(0, 255)
-public_v4 = st.tuples(octet, octet, octet, octet).map(lambda t: ".".join(map(str, t))).filter(
-    lambda ip: not ip.startswith(("127.", "0.0.0.0")))
+public_v4 = (
+    st.tuples(octet, octet, octet, octet)
+    .map(lambda t: ".".join(map(str, t)))
+    .filter(lambda ip: not ip.startswith(("127.", "0.0.0.0")))
+)
 v6 = st.ip_addresses(v=6).filter(lambda ip: not (ip.is_loopback or ip.is_unspecified)).map(str)
 # What stands next to an address in a log line: separators, or words set apart by a space.
-before = st.lists(st.sampled_from(["peer ", "from: ", "=", " ", ",", "(", "[", '"', "'", "/",
-                                   "@", "://"]), max_size=4).map("".join)
-after = st.tuples(st.sampled_from(["", ":443"]), st.lists(st.sampled_from(
-    [" failed", "]", ")", ",", ";", '"', "'", "/x", ". ", ": refused"]), max_size=3)).map(
-    lambda t: t[0] + "".join(t[1]))
+before = st.lists(
+    st.sampled_from(["peer ", "from: ", "=", " ", ",", "(", "[", '"', "'", "/", "@", "://"]),
+    max_size=4,
+).map("".join)
+after = st.tuples(
+    st.sampled_from(["", ":443"]),
+    st.lists(
+        st.sampled_from([" failed", "]", ")", ",", ";", '"', "'", "/x", ". ", ": refused"]),
+        max_size=3,
+    ),
+).map(lambda t: t[0] + "".join(t[1]))
 
 
 @given(head=before, address=st.one_of(public_v4, v6), tail=after)
@@ -85,10 +108,18 @@ def test_no_address_survives_scrubbing_whatever_surrounds_it(head, address, tail
 
 
 def _emit(stderr: int | None) -> subprocess.CompletedProcess[bytes] | None:
-    code = ("from router import logs; import structlog; logs.configure(); "
-            "structlog.get_logger('t').info('hello', peer='203.0.113.4', n=1)")
-    return subprocess.run([sys.executable, "-c", code], stderr=stderr, stdout=subprocess.DEVNULL,
-                          env={**os.environ, "PYTHONPATH": REPO}, timeout=30, check=True)
+    code = (
+        "from router import logs; import structlog; logs.configure(); "
+        "structlog.get_logger('t').info('hello', peer='203.0.113.4', n=1)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        stderr=stderr,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": REPO},
+        timeout=30,
+        check=True,
+    )
 
 
 def test_logs_are_json_lines_when_stderr_is_not_a_terminal():
@@ -125,20 +156,33 @@ class DefaultFormatRouter(RouterProcess):
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "router.cli", "serve", "--config", self.config,
-                 "--listen", f"127.0.0.1:{self.port}", "--log-level", "debug"],
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": REPO, "BEACON_HASH_KEY": HASH_KEY})
+                [
+                    sys.executable,
+                    "-m",
+                    "router.cli",
+                    "serve",
+                    "--config",
+                    self.config,
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--log-level",
+                    "debug",
+                ],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": REPO, "BEACON_HASH_KEY": HASH_KEY},
+            )
 
 
 CLIENT_IP = "203.0.113.77"  # the address the router believes, through a trusted proxy
 RAW_ID = "raw-installation-7f3a9c51"
 
 
-async def test_a_real_routers_log_holds_no_client_ip_and_no_raw_installation_id(
-        tmp_path, receiver):
+async def test_a_real_routers_log_holds_no_client_ip_and_no_raw_installation_id(tmp_path, receiver):
     receiver.status = 400  # a permanent refusal: dead letters, logged as an error
-    (tmp_path / "router.yaml").write_text(textwrap.dedent(f"""
+    (tmp_path / "router.yaml").write_text(
+        textwrap.dedent(f"""
     spool: {{path: ./data/spool.db}}
     sources: {{beacon: {{tokens: [source-token-1]}}}}
     limits: {{per_ip: {{rate: 4, per: 1h}}, trusted_proxies: [127.0.0.0/8]}}
@@ -149,23 +193,35 @@ async def test_a_real_routers_log_holds_no_client_ip_and_no_raw_installation_id(
       hook: {{type: webhook, url: "{receiver.url}", batch: {{max_wait: 20ms}}}}
       down: {{type: webhook, url: "http://127.0.0.1:9/x", batch: {{max_wait: 20ms}},
               retry: {{initial: 10ms, max: 20ms}}}}
-    """))
+    """)
+    )
     router = DefaultFormatRouter(str(tmp_path / "router.yaml"), free_port(), str(tmp_path))
     router.start()
     try:
         await router.wait_ready()
-        headers = {"X-Forwarded-For": CLIENT_IP, "Authorization": "Bearer source-token-1",
-                   "User-Agent": f"app/1.0 ({CLIENT_IP})"}
+        headers = {
+            "X-Forwarded-For": CLIENT_IP,
+            "Authorization": "Bearer source-token-1",
+            "User-Agent": f"app/1.0 ({CLIENT_IP})",
+        }
         beacons = [{"installation_id": RAW_ID, "version": "1.0.0", "n": i} for i in range(20)]
         async with aiohttp.ClientSession() as http:
             statuses = []
-            for body, extra in ((beacons, {}), ({"installation_id": RAW_ID}, {}),
-                                (None, {}), ({"installation_id": RAW_ID},
-                                             {"Authorization": "Bearer nope"}),
-                                ({"installation_id": RAW_ID}, {})):
-                kw = ({"json": body} if body is not None else
-                      {"data": b"{" + RAW_ID.encode(), "headers": {
-                          **headers, "Content-Type": "application/json"}})
+            for body, extra in (
+                (beacons, {}),
+                ({"installation_id": RAW_ID}, {}),
+                (None, {}),
+                ({"installation_id": RAW_ID}, {"Authorization": "Bearer nope"}),
+                ({"installation_id": RAW_ID}, {}),
+            ):
+                kw = (
+                    {"json": body}
+                    if body is not None
+                    else {
+                        "data": b"{" + RAW_ID.encode(),
+                        "headers": {**headers, "Content-Type": "application/json"},
+                    }
+                )
                 kw.setdefault("headers", {**headers, **extra})
                 async with http.post(f"{router.url}/beacon", **kw) as resp:
                     statuses.append(resp.status)
@@ -183,7 +239,8 @@ async def test_a_real_routers_log_holds_no_client_ip_and_no_raw_installation_id(
     events = [line["event"] for line in lines]
     assert "events dead-lettered" in events and "delivery failed, will retry" in events
     # One line per batch outcome, never one per event: 21 events, far fewer lines.
-    archived = [line for line in lines
-                if line["event"] == "batch done" and line["backend"] == "archive"]
+    archived = [
+        line for line in lines if line["event"] == "batch done" and line["backend"] == "archive"
+    ]
     assert sum(line["delivered"] for line in archived) == 21
     assert len(archived) < 21

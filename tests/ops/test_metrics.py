@@ -31,11 +31,16 @@ def config(receiver_url: str) -> str:
 async def test_metrics_count_what_real_traffic_did(router_client, receiver, tmp_path):
     receiver.status = 400  # the webhook refuses for good: its events go to the DLQ
     client = await router_client(config(receiver.url))
-    resp = await client.post("/beacon", json=[BEACON, {**BEACON, "installation_id": "inst-2"},
-                                              {**BEACON, "telemetry": False}])
+    resp = await client.post(
+        "/beacon",
+        json=[BEACON, {**BEACON, "installation_id": "inst-2"}, {**BEACON, "telemetry": False}],
+    )
     assert resp.status == 202
-    assert (await client.post("/beacon", data=b"{not json",
-                              headers={"Content-Type": "application/json"})).status == 400
+    assert (
+        await client.post(
+            "/beacon", data=b"{not json", headers={"Content-Type": "application/json"}
+        )
+    ).status == 400
     await until(lambda: len(file_events(tmp_path / "data" / "archive.jsonl")) == 2)
     text = ""
 
@@ -49,14 +54,16 @@ async def test_metrics_count_what_real_traffic_did(router_client, receiver, tmp_
             break
     assert metric(text, "beacon_router_events_received_total", source="beacon") == 3
     assert metric(text, "beacon_router_events_accepted_total", source="beacon") == 2
-    assert metric(text, "beacon_router_requests_rejected_total", source="beacon",
-                  reason="bad_request") == 1
-    assert metric(text, "beacon_router_events_dropped_total", stage="pipeline",
-                  filter="opt_out") == 1
+    assert (
+        metric(text, "beacon_router_requests_rejected_total", source="beacon", reason="bad_request")
+        == 1
+    )
+    assert (
+        metric(text, "beacon_router_events_dropped_total", stage="pipeline", filter="opt_out") == 1
+    )
     assert metric(text, "beacon_router_events_delivered_total", backend="archive") == 2
     assert metric(text, "beacon_router_events_dead_lettered_total", backend="hook") == 2
-    assert metric(text, "beacon_router_delivery_failures_total", backend="hook",
-                  kind="dead") == 1
+    assert metric(text, "beacon_router_delivery_failures_total", backend="hook", kind="dead") == 1
     assert metric(text, "beacon_router_batch_size_events_sum", backend="archive") == 2
     assert metric(text, "beacon_router_send_duration_seconds_count", backend="archive") >= 1
     assert metric(text, "beacon_router_request_duration_seconds_count", route="/beacon") == 2
@@ -69,7 +76,8 @@ async def test_metrics_count_what_real_traffic_did(router_client, receiver, tmp_
 
 
 async def test_a_stuck_backend_shows_queue_depth_oldest_age_and_retries(
-        router_client, receiver, tmp_path):
+    router_client, receiver, tmp_path
+):
     receiver.status = 503  # transient: retried, never acked while it lasts
     client = await router_client(config(receiver.url))
     assert (await client.post("/beacon", json=BEACON)).status == 202
@@ -78,8 +86,7 @@ async def test_a_stuck_backend_shows_queue_depth_oldest_age_and_retries(
     assert metric(text, "beacon_router_spool_depth_events", backend="hook") == 1
     assert metric(text, "beacon_router_spool_oldest_event_age_seconds", backend="hook") > 0
     assert metric(text, "beacon_router_events_retried_total", backend="hook") >= 1
-    assert metric(text, "beacon_router_delivery_failures_total", backend="hook",
-                  kind="retry") >= 1
+    assert metric(text, "beacon_router_delivery_failures_total", backend="hook", kind="retry") >= 1
     assert metric(text, "beacon_router_backend_healthy", backend="archive") == 1
 
 
@@ -92,10 +99,18 @@ async def test_rate_limited_and_unauthorized_requests_are_counted_by_reason(rout
     assert (await client.post("/beacon", json=BEACON)).status == 401
     assert (await client.post("/beacon", json=BEACON)).status == 429
     text = await scrape(client)
-    assert metric(text, "beacon_router_requests_rejected_total", source="beacon",
-                  reason="unauthorized") == 1
-    assert metric(text, "beacon_router_requests_rejected_total", source="beacon",
-                  reason="rate_limited") == 1
+    assert (
+        metric(
+            text, "beacon_router_requests_rejected_total", source="beacon", reason="unauthorized"
+        )
+        == 1
+    )
+    assert (
+        metric(
+            text, "beacon_router_requests_rejected_total", source="beacon", reason="rate_limited"
+        )
+        == 1
+    )
 
 
 # A unit, or for 0/1 gauges the state they report (as Prometheus's own `up`).

@@ -59,29 +59,35 @@ async def test_per_ip_limit_keys_on_the_forwarded_client_behind_a_trusted_proxy(
 
 
 async def test_per_installation_limit_refuses_the_request_and_stores_nothing(
-        router_client, tmp_path):
-    client = await router_client("""
+    router_client, tmp_path
+):
+    client = await router_client(
+        """
     spool: {path: ./data/spool.db}
     limits: {per_installation: {rate: 2, per: 1d}}
-    """ + ARCHIVE)
+    """
+        + ARCHIVE
+    )
     assert (await client.post("/beacon", json=[BEACON, BEACON])).status == 202
     resp = await client.post("/beacon", json=[{**BEACON, "installation_id": "other"}, BEACON])
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) >= 1
-    assert (await client.post("/beacon", json={**BEACON, "installation_id": "other"})).status \
-        == 202
+    assert (await client.post("/beacon", json={**BEACON, "installation_id": "other"})).status == 202
     await until(lambda: len(file_events(tmp_path / "data" / "archive.jsonl")) == 3)
     ids = [e["data"]["installation_id"] for e in file_events(tmp_path / "data" / "archive.jsonl")]
     assert sorted(ids) == ["inst-1", "inst-1", "other"]
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({}, 401),
-    ({"Authorization": "Bearer wrong-token"}, 401),
-    ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
-    ({"Authorization": "Bearer second-source-token"}, 202),
-    ({"Authorization": "bearer first-source-token"}, 202),
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong-token"}, 401),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+        ({"Authorization": "Bearer second-source-token"}, 202),
+        ({"Authorization": "bearer first-source-token"}, 202),
+    ],
+)
 async def test_beacon_source_tokens(router_client, headers, status):
     client = await router_client("""
     spool: {path: ./data/spool.db}
@@ -100,17 +106,18 @@ async def test_security_headers_are_on_every_response_errors_included(router_cli
     server: {max_body: 1KiB}
     """)
     answers = [
-        await client.post("/beacon", json=BEACON),                          # 202
+        await client.post("/beacon", json=BEACON),  # 202
         await client.post("/beacon", data=b"[", headers={"Content-Type": "application/json"}),
-        await client.post("/beacon", data=b"x" * 4096,
-                          headers={"Content-Type": "application/json"}),    # 413
+        await client.post(
+            "/beacon", data=b"x" * 4096, headers={"Content-Type": "application/json"}
+        ),  # 413
         await client.post("/beacon", data=b"{}", headers={"Content-Type": "image/png"}),
-        await client.get("/beacon"),                                        # 405
-        await client.get("/no/such/path"),                                  # 404
+        await client.get("/beacon"),  # 405
+        await client.get("/no/such/path"),  # 404
         await client.get("/healthz"),
         await client.get("/readyz"),
         await client.get("/metrics"),
-        await client.get("/admin/status"),                                  # 404: admin off
+        await client.get("/admin/status"),  # 404: admin off
     ]
     assert sorted({r.status for r in answers}) == [200, 202, 400, 404, 405, 413, 415]
     for resp in answers:
@@ -123,8 +130,10 @@ async def test_a_body_that_trickles_in_gets_408_and_the_connection_is_closed(rou
     server: {request_timeout: 300ms}
     """)
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(b"POST /beacon HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 100\r\n\r\n{\"installation_id\": ")
+    writer.write(
+        b"POST /beacon HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"installation_id": '
+    )
     await writer.drain()
     # The client never sends the other bytes; the router must answer on its own.
     answer = await asyncio.wait_for(reader.read(), timeout=10)

@@ -99,13 +99,16 @@ def test_per_installation_counts_events_and_ignores_events_without_an_id():
     rl.check_installations(["b", None])
 
 
-@pytest.mark.parametrize(("remote", "forwarded", "client"), [
-    ("10.0.0.5", "203.0.113.9", "203.0.113.9"),                   # through our proxy
-    ("10.0.0.5", "6.6.6.6, 203.0.113.9", "203.0.113.9"),          # a forged left end is ignored
-    ("10.0.0.5", "203.0.113.9, 10.0.0.7", "203.0.113.9"),         # two proxies of ours
-    ("198.51.100.1", "203.0.113.9", "198.51.100.1"),              # not a proxy: header ignored
-    ("10.0.0.5", None, "10.0.0.5"),
-])
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "client"),
+    [
+        ("10.0.0.5", "203.0.113.9", "203.0.113.9"),  # through our proxy
+        ("10.0.0.5", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # a forged left end is ignored
+        ("10.0.0.5", "203.0.113.9, 10.0.0.7", "203.0.113.9"),  # two proxies of ours
+        ("198.51.100.1", "203.0.113.9", "198.51.100.1"),  # not a proxy: header ignored
+        ("10.0.0.5", None, "10.0.0.5"),
+    ],
+)
 def test_client_ip_reads_x_forwarded_for_only_from_trusted_proxies(remote, forwarded, client):
     rl = limits(trusted_proxies=("10.0.0.0/8",))
     assert rl.client_ip(remote, forwarded) == client
@@ -115,8 +118,11 @@ def test_reload_keeps_the_buckets_of_an_unchanged_limit_and_resets_a_changed_one
     rl = limits(per_ip=RateLimitConfig(rate=1, per=60), per_installation=RateLimitConfig(rate=1))
     rl.check_client("198.51.100.7")
     rl.check_installations(["a"])
-    new = rl.reconfigured(LimitsConfig(per_ip=RateLimitConfig(rate=1, per=60),
-                                       per_installation=RateLimitConfig(rate=9)))
+    new = rl.reconfigured(
+        LimitsConfig(
+            per_ip=RateLimitConfig(rate=1, per=60), per_installation=RateLimitConfig(rate=9)
+        )
+    )
     with pytest.raises(TooManyRequests):
         new.check_client("198.51.100.7")
     new.check_installations(["a"])

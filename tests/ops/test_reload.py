@@ -17,12 +17,16 @@ BEACON = {"installation_id": "inst-1", "version": "1.0.0"}
 
 
 def config(*, backends: str, extra: str = "", pipeline: str = "[]") -> str:
-    return textwrap.dedent(f"""
+    return (
+        textwrap.dedent(f"""
     spool: {{path: ./data/spool.db}}
     admin: {{listen: same, token: "{ADMIN_TOKEN}"}}
     pipeline: {pipeline}
     backends:
-    """) + textwrap.indent(textwrap.dedent(backends), "  ") + textwrap.dedent(extra)
+    """)
+        + textwrap.indent(textwrap.dedent(backends), "  ")
+        + textwrap.dedent(extra)
+    )
 
 
 FILE_A = """
@@ -74,18 +78,27 @@ async def test_a_valid_file_adds_removes_and_changes_backends(router_client, tmp
 
 
 async def test_a_removed_backends_queue_is_kept_until_it_is_added_again(
-        router_client, receiver, tmp_path):
+    router_client, receiver, tmp_path
+):
     receiver.status = 503
-    hook = (f'hook: {{type: webhook, url: "{receiver.url}", batch: {{max_wait: 20ms}}, '
-            'retry: {initial: 10ms, max: 20ms}}\n')
+    hook = (
+        f'hook: {{type: webhook, url: "{receiver.url}", batch: {{max_wait: 20ms}}, '
+        "retry: {initial: 10ms, max: 20ms}}\n"
+    )
     client = await router_client(config(backends=FILE_A + hook))
     assert (await client.post("/beacon", json=[BEACON, BEACON])).status == 202
     await until(lambda: receiver.attempts >= 1)
     rewrite(tmp_path, config(backends=FILE_A))
     assert (await reload(client))[1]["removed"] == ["hook"]
     backends = (await (await client.get("/admin/backends", headers=auth())).json())["backends"]
-    assert backends["hook"] == {"type": None, "configured": False, "enabled": False,
-                                "running": False, "queued": 2, "dead_letters": 0}
+    assert backends["hook"] == {
+        "type": None,
+        "configured": False,
+        "enabled": False,
+        "running": False,
+        "queued": 2,
+        "dead_letters": 0,
+    }
     receiver.status = 200
     rewrite(tmp_path, config(backends=FILE_A + hook))
     assert (await reload(client))[1]["added"] == ["hook"]
@@ -93,7 +106,8 @@ async def test_a_removed_backends_queue_is_kept_until_it_is_added_again(
 
 
 async def test_a_changed_backend_sends_again_what_its_old_worker_held_unacked(
-        router_client, receiver, aiohttp_server, tmp_path):
+    router_client, receiver, aiohttp_server, tmp_path
+):
     receiver.status = 503  # the old worker holds the batch, retrying, and never succeeds
     fixed = Receiver()
     app = web.Application()
@@ -101,8 +115,10 @@ async def test_a_changed_backend_sends_again_what_its_old_worker_held_unacked(
     fixed_url = str((await aiohttp_server(app)).make_url("/hook"))
 
     def hook(url: str) -> str:
-        return (f'hook: {{type: webhook, url: "{url}", batch: {{max_wait: 20ms}}, '
-                'retry: {initial: 10ms, max: 20ms}}\n')
+        return (
+            f'hook: {{type: webhook, url: "{url}", batch: {{max_wait: 20ms}}, '
+            "retry: {initial: 10ms, max: 20ms}}\n"
+        )
 
     client = await router_client(config(backends=hook(receiver.url)))
     assert (await client.post("/beacon", json=[BEACON, BEACON])).status == 202
@@ -112,8 +128,7 @@ async def test_a_changed_backend_sends_again_what_its_old_worker_held_unacked(
     await until(lambda: len(fixed.events) == 2)
 
 
-async def test_settings_bound_at_start_are_reported_and_kept_until_restart(
-        router_client, tmp_path):
+async def test_settings_bound_at_start_are_reported_and_kept_until_restart(router_client, tmp_path):
     client = await router_client(config(backends=FILE_A))
     text = config(backends=FILE_A).replace("./data/spool.db", "./data/other.db")
     rewrite(tmp_path, text + "server: {listen: '127.0.0.1:1'}\n")
@@ -129,16 +144,20 @@ async def test_settings_bound_at_start_are_reported_and_kept_until_restart(
 async def test_reloading_under_load_loses_no_request_and_no_event(router_client, tmp_path):
     # Each reload changes backend `a` (its batch size) and the pipeline, so its worker is
     # stopped and started again while requests keep coming.
-    variants = [config(backends=FILE_A.replace("max_wait: 20ms", f"max_wait: 20ms, "
-                                               f"max_events: {n}"),
-                       pipeline=f"[{{type: set, fields: {{round: {n}}}}}]")
-                for n in (7, 13)]
+    variants = [
+        config(
+            backends=FILE_A.replace("max_wait: 20ms", f"max_wait: 20ms, max_events: {n}"),
+            pipeline=f"[{{type: set, fields: {{round: {n}}}}}]",
+        )
+        for n in (7, 13)
+    ]
     client = await router_client(variants[0])
     total, statuses = 0, []
 
     async def send(i: int) -> None:
-        resp = await client.post("/beacon", json=[{**BEACON, "installation_id": f"i-{i}-{k}"}
-                                                  for k in range(3)])
+        resp = await client.post(
+            "/beacon", json=[{**BEACON, "installation_id": f"i-{i}-{k}"} for k in range(3)]
+        )
         statuses.append(resp.status)
 
     async def reloads() -> None:
@@ -153,20 +172,26 @@ async def test_reloading_under_load_loses_no_request_and_no_event(router_client,
     total = 150 * 3
     assert statuses == [202] * 150
     path = tmp_path / "data" / "a.jsonl"
-    await until(lambda: len({e["data"]["installation_id"] for e in file_events(path)}) == total,
-                timeout=20)
+    await until(
+        lambda: len({e["data"]["installation_id"] for e in file_events(path)}) == total, timeout=20
+    )
 
 
 def process_config(admin_port: int, backends: str, tail: str = "") -> str:
-    return textwrap.dedent(f"""
+    return (
+        textwrap.dedent(f"""
     spool: {{path: ./data/spool.db}}
     admin: {{token: "{ADMIN_TOKEN}", listen: "127.0.0.1:{admin_port}"}}
     backends:
-    """) + textwrap.indent(textwrap.dedent(backends), "  ") + tail
+    """)
+        + textwrap.indent(textwrap.dedent(backends), "  ")
+        + tail
+    )
 
 
 async def test_sighup_reloads_a_running_router_and_refuses_an_invalid_file(
-        router_process, tmp_path):
+    router_process, tmp_path
+):
     admin_port = free_port()
     router = router_process(process_config(admin_port, FILE_A))
     router.start()
