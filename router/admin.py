@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -22,8 +22,10 @@ from pydantic import SecretStr
 
 from . import __version__, auth
 from .app import ROUTER, Router, error_middleware, error_response, json_response, security_headers
+from .errors import Unavailable
 from .metrics import event_age
 from .reload import RELOADER
+from .spool.base import ManagedSpool
 
 log = structlog.get_logger(__name__)
 
@@ -117,9 +119,7 @@ async def status(request: web.Request, router: Router) -> web.Response:
 @admin_only
 async def backends(request: web.Request, router: Router) -> web.Response:
     """Every backend the config names or the spool keeps a queue for, with its state."""
-    spool = router.spool
-    if spool is None:
-        return error_response(503, "unavailable", "the spool is not open yet", retry_after=1)
+    spool = _spool(router)
     config = router.config
     workers = router.delivery.workers if router.delivery is not None else {}
     queues, dead = await spool.queues(), await spool.dead_letter_counts()
@@ -166,8 +166,7 @@ async def dlq_list(request: web.Request, router: Router) -> web.Response:
     since = request.query.get("since")
     if since is not None and not _iso(since):
         return error_response(400, "bad_request", "since must be an ISO 8601 time")
-    assert router.spool is not None
-    letters = await router.spool.dead_letters(name, limit, since)
+    letters = await _spool(router).dead_letters(name, limit, since)
     return json_response(
         {
             "backend": name,
@@ -198,8 +197,7 @@ async def dlq_replay(request: web.Request, router: Router) -> web.Response:
             "conflict",
             f"{name[:64]!r} is not a running backend; nothing would deliver a replay",
         )
-    assert router.spool is not None
-    moved = await router.spool.replay(name, *selection)
+    moved = await _spool(router).replay(name, *selection)
     log.info("dead letters replayed", backend=name, events=moved, via="admin")
     return json_response({"backend": name, "replayed": moved})
 
@@ -214,8 +212,7 @@ async def dlq_purge(request: web.Request, router: Router) -> web.Response:
         return selection
     ids, since = selection
     release = name not in router.config.backends and not ids and not since
-    assert router.spool is not None
-    purged = await router.spool.purge(name, ids, since, release_queue=release)
+    purged = await _spool(router).purge(name, ids, since, release_queue=release)
     log.info(
         "dead letters purged", backend=name, events=purged, released_queue=release, via="admin"
     )
@@ -235,6 +232,13 @@ async def reload(request: web.Request, router: Router) -> web.Response:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _spool(router: Router) -> ManagedSpool:
+    """The open spool with its dead-letter queue (every spool ``create_spool`` makes has one)."""
+    if router.spool is None:
+        raise Unavailable("the spool is not open yet", retry_after=1)
+    return cast(ManagedSpool, router.spool)
 
 
 async def _selection(request: web.Request) -> tuple[list[int] | None, str | None] | web.Response:

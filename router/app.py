@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from . import auth
 from .config import Config
@@ -287,7 +287,7 @@ async def ingest_guard(request: web.Request, handler: Handler) -> web.StreamResp
         timer.cancel()
 
 
-def _expire_body(stream: web.StreamReader, timeout: float) -> None:
+def _expire_body(stream: StreamReader, timeout: float) -> None:
     if not stream.is_eof():  # all of it arrived in time: the handler may take as long as it needs
         stream.set_exception(_BodyTooSlow(f"the body did not arrive within {timeout:g}s"))
 
