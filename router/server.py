@@ -50,12 +50,15 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
     app = create_app(config, spool=worker_spool(config.spool, slot.index, slot.count))
     adoption.install(app, slot.index, slot.count)
     app[WORKER] = slot
+    # From here on SIGHUP never kills the process (its default action), even mid-start: a
+    # reload asked for before delivery runs is refused and says why.
+    reloads: set[asyncio.Task[object]] = set()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, app, reloads)
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=config.server.shutdown_timeout,
                            keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
     admin: web.AppRunner | None = None
-    reloads: set[asyncio.Task[object]] = set()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
@@ -64,7 +67,6 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, _reload_soon, app, reloads)
         log.info("listening", listen=f"{host}:{port}")
         await stop.wait()
         # /readyz answers 503 from now on, so a load balancer stops sending before we close.
