@@ -32,8 +32,6 @@ from .errors import ConfigError
 log = structlog.get_logger(__name__)
 
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-_RAN_LONG_ENOUGH = 10.0  # seconds: a worker that lived this long was healthy; restart at once
-_MAX_QUICK_DEATHS = 5  # in a row, for one slot: it cannot start (bad disk, port…); give up
 _KILL_MARGIN = 15.0  # seconds past drain_delay + 2 * shutdown_timeout before SIGKILL
 _PR_SET_PDEATHSIG = 1
 
@@ -47,6 +45,24 @@ class WorkerSlot:
 
 
 WORKER = web.AppKey("worker", WorkerSlot)  # set on the app by server.serve
+
+
+class RestartPolicy:
+    """When to restart a worker slot whose process died: at once after a healthy run, with a
+    growing delay after deaths soon after start, and never after too many in a row."""
+
+    ran_long_enough = 10.0  # seconds: a worker that lived this long was healthy
+    max_quick_deaths = 5  # in a row: it cannot start (bad disk, spool, …); stop trying
+
+    def __init__(self) -> None:
+        self.quick_deaths = 0
+
+    def after_death(self, ran: float) -> float | None:
+        """Seconds to wait before the restart, or None: give up."""
+        self.quick_deaths = 0 if ran >= self.ran_long_enough else self.quick_deaths + 1
+        if self.quick_deaths >= self.max_quick_deaths:
+            return None
+        return 0.0 if not self.quick_deaths else min(30.0, 0.5 * 2 ** (self.quick_deaths - 1))
 
 
 @dataclass
@@ -72,7 +88,7 @@ class Supervisor:
         self.config, self.config_file, self.count = config, config_file, count
         self.target, self.host, self.port = target, host, port
         self.children: dict[int, _Child] = {}  # pid → child
-        self._quick_deaths = [0] * count
+        self._policies = [RestartPolicy() for _ in range(count)]
         self._restart_at: dict[int, float] = {}  # slot index → monotonic time
         self._stopping_since: float | None = None
         self._clean = True
@@ -181,19 +197,14 @@ class Supervisor:
                 log.warning("worker stopped uncleanly", worker=index, pid=child.pid, how=how)
             return
         ran = time.monotonic() - child.started
-        self._quick_deaths[index] = 0 if ran >= _RAN_LONG_ENOUGH else self._quick_deaths[index] + 1
-        if self._quick_deaths[index] >= _MAX_QUICK_DEATHS:
+        delay = self._policies[index].after_death(ran)
+        if delay is None:
             log.error("worker keeps dying at start; stopping all workers", worker=index, how=how)
             self._clean = False
             self._stopping_since = time.monotonic()
             self._restart_at.clear()
             self._forward(signal.SIGTERM)
             return
-        delay = (
-            0.0
-            if not self._quick_deaths[index]
-            else min(30.0, 0.5 * 2 ** (self._quick_deaths[index] - 1))
-        )
         log.error(
             "worker died; restarting it",
             worker=index,

@@ -23,6 +23,8 @@ import pytest
 from aiohttp import web
 from support import REPO, RouterProcess, free_port, require_service
 
+from router.workers import RestartPolicy
+
 CONFIG = """
 server: {{shutdown_timeout: 2s}}
 spool: {{path: ./data/spool.db}}
@@ -72,7 +74,7 @@ class Receiver:
 class Workers(RouterProcess):
     """``beacon-router serve --workers N``; knows its workers' pids from the log."""
 
-    def __init__(self, config: str, port: int, workdir: str, workers: int) -> None:
+    def __init__(self, config: str, port: int, workdir: str, workers: int | None) -> None:
         super().__init__(config, port, workdir)
         self.workers = workers
         self._log_from = 0
@@ -80,6 +82,7 @@ class Workers(RouterProcess):
     def start(self) -> None:
         self._log_from = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         with open(self.log, "ab") as log:
+            flag = ["--workers", str(self.workers)] if self.workers else []
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -92,8 +95,7 @@ class Workers(RouterProcess):
                     f"127.0.0.1:{self.port}",
                     "--log-format",
                     "json",
-                    "--workers",
-                    str(self.workers),
+                    *flag,
                 ],
                 cwd=self.workdir,
                 stdout=log,
@@ -133,11 +135,12 @@ class Workers(RouterProcess):
 
 @pytest.fixture
 def workers(tmp_path):
-    """Factory: ``workers(config_text, n)``; the router processes stop after the test."""
+    """Factory: ``workers(config_text, n)`` (n None: no ``--workers`` flag); the router
+    processes stop after the test."""
     made: list[Workers] = []
     port = free_port()
 
-    def make(config_text: str, n: int) -> Workers:
+    def make(config_text: str, n: int | None) -> Workers:
         path = tmp_path / "router.yaml"
         path.write_text(config_text)
         proc = Workers(str(path), port, str(tmp_path), n)
@@ -207,8 +210,8 @@ async def test_two_workers_share_the_port_and_deliver_every_event_exactly_once(
     router.start()
     await router.wait_listening(2)
 
-    acked = await post_beacons(router.url, 300)
-    assert len(acked) == 300
+    acked = await post_beacons(router.url, 200)
+    assert len(acked) == 200
     await receiver.wait_for(set(acked))
     await asyncio.sleep(0.3)  # a duplicate, if any, would arrive in this time
     assert router.terminate() == 0, router.logs()
@@ -220,7 +223,7 @@ async def test_two_workers_share_the_port_and_deliver_every_event_exactly_once(
         events_written(tmp_path / "data/spool-1.db"),
     )
     assert first > 0 and second > 0, "one worker received no traffic"
-    assert first + second == 300
+    assert first + second == 200
 
 
 async def test_a_worker_killed_with_sigkill_is_restarted_and_no_acked_event_is_lost(
@@ -232,17 +235,17 @@ async def test_a_worker_killed_with_sigkill_is_restarted_and_no_acked_event_is_l
     await router.wait_listening(2)
     victim = router.pids()[1]
 
-    load = asyncio.create_task(post_beacons(router.url, 600))
-    while sum(receiver.seen.values()) < 100 and not load.done():
+    load = asyncio.create_task(post_beacons(router.url, 400))
+    while sum(receiver.seen.values()) < 60 and not load.done():
         await asyncio.sleep(0.01)
     os.kill(victim, signal.SIGKILL)
     acked = await load
     await router.wait_listening(3)  # the restarted worker listens again
     assert router.pids()[1] != victim
-    acked += await post_beacons(router.url, 100)  # both incarnations' files are served
+    acked += await post_beacons(router.url, 60)  # both incarnations' files are served
 
     await receiver.wait_for(set(acked))
-    assert len(acked) >= 200
+    assert len(acked) >= 120
     assert router.events("worker died; restarting it")[0]["how"] == "signal SIGKILL"
     assert router.terminate() == 0, router.logs()
 
@@ -250,16 +253,17 @@ async def test_a_worker_killed_with_sigkill_is_restarted_and_no_acked_event_is_l
 async def test_events_of_a_second_worker_are_delivered_after_restarting_with_one(
     workers, receiver, tmp_path
 ):
-    router = workers(CONFIG.format(port=receiver.port), 2)  # the receiver is down for now
+    two = CONFIG.format(port=receiver.port).replace("server: {", "server: {workers: 2, ")
+    router = workers(two, None)  # server.workers; the receiver is down for now
     router.start()
     await router.wait_listening(2)
-    acked = await post_beacons(router.url, 200)
+    acked = await post_beacons(router.url, 150)
     assert router.terminate() == 0, router.logs()
     shard = tmp_path / "data/spool-1.db"
     assert events_written(shard) > 0
 
     await receiver.start()
-    single = workers(CONFIG.format(port=receiver.port), 1)
+    single = workers(two, 1)  # --workers overrides server.workers
     single.start()
     await single.wait_ready()
     await receiver.wait_for(set(acked))
@@ -267,6 +271,48 @@ async def test_events_of_a_second_worker_are_delivered_after_restarting_with_one
     await wait_gone(f"{shard}.lock")
     assert (tmp_path / "data/spool.db").exists()
     assert max(receiver.seen.values()) == 1
+
+
+async def test_sighup_reaches_every_worker_and_none_dies_of_it(workers, receiver, tmp_path):
+    await receiver.start()
+    router = workers(CONFIG.format(port=receiver.port), 2)
+    router.start()
+    await router.wait_listening(2)
+    config = tmp_path / "router.yaml"
+    config.write_text(config.read_text().replace("max_events: 50", "max_events: 40"))
+
+    assert router.proc is not None
+    router.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while {e.get("worker") for e in router.events("config reloaded")} != {0, 1}:
+        assert time.monotonic() < deadline, router.logs()
+        await asyncio.sleep(0.05)
+    assert router.events("config reloaded for restarted workers")
+    assert not router.events("worker died; restarting it")
+    acked = await post_beacons(router.url, 50)
+    await receiver.wait_for(set(acked))
+    assert router.terminate() == 0, router.logs()
+
+
+def test_a_worker_is_restarted_at_once_after_a_healthy_run():
+    policy = RestartPolicy()
+    assert policy.after_death(ran=3600) == 0.0
+    assert policy.after_death(ran=3600) == 0.0
+
+
+def test_a_worker_dying_at_start_is_restarted_ever_later_then_given_up():
+    policy = RestartPolicy()
+    delays = [policy.after_death(ran=0.2) for _ in range(RestartPolicy.max_quick_deaths)]
+    assert delays[:-1] == [0.5, 1.0, 2.0, 4.0]
+    assert delays[-1] is None
+
+
+def test_a_healthy_run_forgives_earlier_deaths_at_start():
+    policy = RestartPolicy()
+    for _ in range(RestartPolicy.max_quick_deaths - 1):
+        policy.after_death(ran=0.2)
+    assert policy.after_death(ran=60) == 0.0
+    assert policy.after_death(ran=0.2) == 0.5
 
 
 async def test_serve_with_workers_fails_fast_when_another_program_holds_the_port(tmp_path):
