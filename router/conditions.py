@@ -25,15 +25,16 @@ class Condition(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    field: str | None = None
-    source: str | list[str] | None = None
-    equals: Any = None
-    in_: list[Any] | None = Field(default=None, alias="in")
-    matches: str | None = None
-    exists: bool | None = None
-    all: list[Condition] | None = None
-    any: list[Condition] | None = None
-    not_: Condition | None = Field(default=None, alias="not")
+    field: str | None = Field(None, description="dotted path tested by the key beside it")
+    source: str | list[str] | None = Field(
+        None, description="where the event came in: beacon (POST /beacon) or posthog")
+    equals: Any = Field(None, description="the field holds exactly this value")
+    in_: list[Any] | None = Field(default=None, alias="in", description="one of these values")
+    matches: str | None = Field(None, description="a string the regular expression finds")
+    exists: bool | None = Field(None, description="true: the field is present; false: absent")
+    all: list[Condition] | None = Field(None, description="every condition holds")
+    any: list[Condition] | None = Field(None, description="at least one holds")
+    not_: Condition | None = Field(default=None, alias="not", description="it does not hold")
 
     @model_validator(mode="after")
     def _one_shape(self) -> Condition:

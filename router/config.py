@@ -55,12 +55,13 @@ class Strict(BaseModel):
 class ServerConfig(Strict):
     """``server:`` — the ingest listener and its limits."""
 
-    listen: str = "0.0.0.0:8080"
-    max_body: Size = 1024 * 1024
-    max_decompressed: Size = 8 * 1024 * 1024
+    listen: str = Field("0.0.0.0:8080", description="host:port to accept beacons on")
+    max_body: Size = Field(1024 * 1024, description="largest request body, as sent (413 beyond)")
+    max_decompressed: Size = Field(8 * 1024 * 1024,
+                                   description="largest body after gzip/deflate (413 beyond)")
     max_events: int = Field(1000, gt=0, description="events per request")
     max_depth: int = Field(32, gt=0, description="JSON nesting depth")
-    request_timeout: Duration = 10.0
+    request_timeout: Duration = Field(10.0, description="time a body may take to arrive (408)")
     shutdown_timeout: Duration = Field(10.0, description="time to finish requests and sends")
     drain_delay: Duration = Field(0.0, description="readyz fails this long before we stop")
     workers: int = Field(1, ge=1, le=256, description="processes sharing the port (SO_REUSEPORT)")
@@ -91,15 +92,22 @@ def split_listen(value: str) -> tuple[str, int]:
 class SpoolConfig(Strict):
     """``spool:`` — where accepted events wait, durably, until every backend has them."""
 
-    type: Literal["sqlite", "redis"] = "sqlite"
-    path: str = "./data/spool.db"
-    url: str | None = Field(None, validate_default=True)
-    stream: str = "beacons"
-    max_size: Size | None = Field(None, gt=0)
-    when_full: Literal["reject", "drop_oldest"] = "reject"
+    type: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="sqlite: a local file; redis: a stream several routers share")
+    path: str = Field("./data/spool.db", description="type: sqlite: the database file")
+    url: str | None = Field(None, validate_default=True,
+                            description="type: redis: redis://, rediss:// or unix:// URL")
+    stream: str = Field("beacons", description="type: redis: the stream's name")
+    max_size: Size | None = Field(None, gt=0,
+                                  description="bytes on disk before `when_full` applies; none: "
+                                              "no cap")
+    when_full: Literal["reject", "drop_oldest"] = Field(
+        "reject", description="reject: answer 503 with Retry-After; drop_oldest (sqlite): delete "
+                              "the oldest events, lost to every backend")
     # type: redis only (docs/scaling.md)
     max_events: int | None = Field(None, gt=0, description="stream length that answers 503")
-    key_prefix: str = Field("beacon-router", pattern=r"^[A-Za-z0-9_.:{}-]{1,100}$")
+    key_prefix: str = Field("beacon-router", pattern=r"^[A-Za-z0-9_.:{}-]{1,100}$",
+                            description="type: redis: prefix of every key")
     consumer: str | None = Field(None, description="this process's name; default host:pid")
     claim_idle: Duration = Field(30.0, gt=0, description="unacked this long: a dead consumer's")
     max_deliveries: int = Field(10, gt=0, description="deliveries before a poison entry's DLQ")
@@ -132,9 +140,11 @@ class SpoolConfig(Strict):
 class PostHogSourceConfig(Strict):
     """``sources.posthog:`` — the PostHog capture API, for apps that already use a PostHog SDK."""
 
-    enabled: Switch = True
-    tokens: tuple[str, ...] = ()  # project tokens allowed to write; empty: any token, or none
-    cors_origins: tuple[str, ...] = ()  # browser origins answered with CORS headers; "*": any
+    enabled: Switch = Field(True, description="serve PostHog's capture paths")
+    tokens: tuple[str, ...] = Field(
+        (), description="project tokens allowed to write; empty: any token, or none")
+    cors_origins: tuple[str, ...] = Field(
+        (), description="browser origins answered with CORS headers; \"*\": any")
 
     @field_validator("tokens")
     @classmethod
@@ -156,7 +166,8 @@ class PostHogSourceConfig(Strict):
 class BeaconSourceConfig(Strict):
     """``sources.beacon:`` — ``POST /beacon``; with ``tokens`` set, only their holders write."""
 
-    tokens: tuple[SecretStr, ...] = ()  # sent as `Authorization: Bearer TOKEN`; empty: anyone
+    tokens: tuple[SecretStr, ...] = Field(
+        (), description="sent as `Authorization: Bearer TOKEN`; empty: anyone may send")
 
     @field_validator("tokens")
     @classmethod
@@ -169,15 +180,16 @@ class BeaconSourceConfig(Strict):
 class SourcesConfig(Strict):
     """``sources:`` — the ingest APIs: ``POST /beacon`` and PostHog's capture API."""
 
-    beacon: BeaconSourceConfig = BeaconSourceConfig()
-    posthog: PostHogSourceConfig = PostHogSourceConfig()
+    beacon: BeaconSourceConfig = Field(BeaconSourceConfig(), description="`POST /beacon`")
+    posthog: PostHogSourceConfig = Field(PostHogSourceConfig(),
+                                         description="the PostHog capture API")
 
 
 class RateLimitConfig(Strict):
     """A token bucket: ``rate`` per ``per`` on average, bursts of up to ``burst``."""
 
-    rate: float = Field(gt=0)
-    per: Duration = Field(1.0, gt=0)
+    rate: float = Field(gt=0, description="tokens added per `per`")
+    per: Duration = Field(1.0, gt=0, description="the period `rate` is counted over")
     burst: int | None = Field(None, gt=0, description="default: rate, at least 1")
 
 
@@ -187,7 +199,8 @@ class LimitsConfig(Strict):
     per_ip: RateLimitConfig | None = Field(None, description="requests per client IP")
     per_installation: RateLimitConfig | None = Field(
         None, description="events per installation id (before the pipeline hashes it)")
-    installation_field: str = "installation_id"
+    installation_field: str = Field("installation_id",
+                                    description="the field `per_installation` counts by")
     trusted_proxies: tuple[str, ...] = Field(
         (), description="proxies (CIDRs) whose X-Forwarded-For names the client")
     max_tracked: int = Field(100_000, gt=0, description="buckets per limit; LRU beyond")
@@ -207,9 +220,11 @@ class LimitsConfig(Strict):
 class AdminConfig(Strict):
     """``admin:`` — the operator's endpoints; all of them answer 404 while ``token`` is unset."""
 
-    token: SecretStr | None = None  # compared as `Authorization: Bearer TOKEN`, constant time
-    # host:port of the admin listener, or "same" to serve /admin/ on the ingest port.
-    listen: str = "127.0.0.1:8081"
+    token: SecretStr | None = Field(
+        None, description="`Authorization: Bearer TOKEN`, compared in constant time; unset: "
+                          "every admin path answers 404")
+    listen: str = Field("127.0.0.1:8081", description="host:port of the admin listener, or "
+                                                      "`same` to serve it on the ingest port")
 
     @field_validator("listen")
     @classmethod
@@ -228,14 +243,19 @@ class AdminConfig(Strict):
 class StatsConfig(Strict):
     """``stats:`` — the installed base read back from a ``store`` backend (docs/stats.md)."""
 
-    store: str | None = None  # a `type: store` backend's name; default: the first one
-    dimensions: tuple[str, ...] = ("version", "platform.os", "deployment_type")
-    public: Switch = False
-    public_dimensions: tuple[str, ...] | None = None  # default: `dimensions`
+    store: str | None = Field(
+        None, description="a `type: store` backend's name; default: the first one")
+    dimensions: tuple[str, ...] = Field(("version", "platform.os", "deployment_type"),
+                                        description="dotted paths the report breaks down by")
+    public: Switch = Field(False, description="serve k-anonymous counts at /public/stats")
+    public_dimensions: tuple[str, ...] | None = Field(
+        None, description="the dimensions /public/stats shows; default: `dimensions`")
     k: int = Field(10, ge=2, description="fewest installations a public bucket may show")
-    cache: Duration = Field(300.0, ge=0)
-    churn_after: Duration = Field(30 * 86400.0, ge=86400)
-    event: str | None = None  # count only rows of this event name; default: every row
+    cache: Duration = Field(300.0, ge=0, description="how long /public/stats is reused")
+    churn_after: Duration = Field(30 * 86400.0, ge=86400,
+                                  description="silence after which an installation is churned")
+    event: str | None = Field(
+        None, description="count only rows of this event name; default: every row")
 
     @field_validator("dimensions", "public_dimensions")
     @classmethod
@@ -250,16 +270,17 @@ class StatsConfig(Strict):
 class BatchConfig(Strict):
     """How a delivery worker groups events: up to ``max_events``, waiting at most ``max_wait``."""
 
-    max_events: int = Field(100, gt=0)
-    max_wait: Duration = 1.0
+    max_events: int = Field(100, gt=0, description="events per batch at most")
+    max_wait: Duration = Field(1.0, description="how long a batch waits to fill")
 
 
 class RetryConfig(Strict):
     """Exponential backoff with full jitter from ``initial`` to ``max``; then the DLQ."""
 
-    initial: Duration = Field(1.0, gt=0)
-    max: Duration = Field(600.0, gt=0)
-    give_up_after: Duration = Field(72 * 3600.0, gt=0)
+    initial: Duration = Field(1.0, gt=0, description="the first wait")
+    max: Duration = Field(600.0, gt=0, description="the longest wait between two tries")
+    give_up_after: Duration = Field(72 * 3600.0, gt=0,
+                                    description="then the batch goes to the dead-letter queue")
 
 
 _FILTER_COMMON = {"type", "when"}
@@ -471,12 +492,12 @@ class _Validator:
 
 
 class _BackendCommon(Strict):
-    type: str
-    enabled: Switch = True
-    when: Condition | None = None
-    batch: BatchConfig = BatchConfig()
-    retry: RetryConfig = RetryConfig()
-    concurrency: int = Field(1, gt=0, le=64)
+    type: str = Field(description="a backend type below, or `module:Class`")
+    enabled: Switch = Field(True, description="false (or \"\"): configured but not run")
+    when: Condition | None = Field(None, description="send only the events that match")
+    batch: BatchConfig = Field(BatchConfig(), description="how events are grouped")
+    retry: RetryConfig = Field(RetryConfig(), description="how failures are retried")
+    concurrency: int = Field(1, gt=0, le=64, description="batches in flight at once")
 
 
 def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:

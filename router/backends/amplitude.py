@@ -39,11 +39,13 @@ _LIBRARY = f"beacon-router/{__version__}"
 class AmplitudeOptions(HostOptions):
     """``region`` or ``host``, ``api_key``, ``identify_as``, ``min_id_length``."""
 
-    region: Literal["us", "eu"] | None = None
-    host: str | None = None
-    api_key: SecretStr
-    identify_as: Literal["device_id", "user_id"] = "device_id"
-    min_id_length: int = Field(1, ge=1)
+    region: Literal["us", "eu"] | None = Field(None, description="data residency; default us")
+    host: str | None = Field(None, description="a base URL instead of `region` (a proxy)")
+    api_key: SecretStr = Field(description="the project API key")
+    identify_as: Literal["device_id", "user_id"] = Field(
+        "device_id", description="which Amplitude id the distinct id fills")
+    min_id_length: int = Field(1, ge=1, description="sent with every request; Amplitude's own "
+                                                    "default, 5, refuses shorter ids")
 
     @model_validator(mode="after")
     def _one_place(self) -> AmplitudeOptions:

@@ -42,9 +42,12 @@ _TAG = re.compile(r"^[A-Za-z0-9_.$-]{1,64}$")
 class VendorOptions(Options):
     """Keys every vendor backend takes: how a native beacon is named and identified."""
 
-    event: str = Field("installation_heartbeat", min_length=1)
-    distinct_id: str = Field("installation_id", min_length=1)
-    timeout: Duration = Field(10.0, gt=0)
+    event: str = Field("installation_heartbeat", min_length=1,
+                       description="the vendor's event name for a native beacon")
+    distinct_id: str = Field("installation_id", min_length=1,
+                             description="dotted path of the id the vendor counts; missing: "
+                                         "the event is dead-lettered")
+    timeout: Duration = Field(10.0, gt=0, description="per request")
 
 
 def http_host(value: str) -> str:

@@ -25,10 +25,11 @@ from .base import Backend, Options, Request, SendResult
 class FileOptions(Options):
     """``path``, rotation at ``max_bytes`` keeping ``keep`` old files, optional ``fsync``."""
 
-    path: str
-    max_bytes: Size = Field(100 * 1024 * 1024, gt=0)
-    keep: int = Field(5, ge=1, le=1000)
-    fsync: bool = False
+    path: str = Field(description="the JSON Lines file; its directory is created")
+    max_bytes: Size = Field(100 * 1024 * 1024, gt=0,
+                            description="rotate before a line would take the file past this")
+    keep: int = Field(5, ge=1, le=1000, description="rotated files kept (FILE.1 newest)")
+    fsync: bool = Field(False, description="also fsync after every batch")
 
 
 @register

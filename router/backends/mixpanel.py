@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from . import register
 from .base import Request, classify_status
@@ -37,13 +37,15 @@ REGIONS = {
 class MixpanelOptions(HostOptions):
     """``region`` or ``host``; ``project_token``, or ``service_account`` + secret + project_id."""
 
-    region: Literal["us", "eu", "in"] | None = None
-    host: str | None = None
-    project_token: SecretStr | None = None
-    service_account: str | None = None
-    service_account_secret: SecretStr | None = None
-    project_id: int | str | None = None
-    gzip: bool = True
+    region: Literal["us", "eu", "in"] | None = Field(None,
+                                                     description="data residency; default us")
+    host: str | None = Field(None, description="a base URL instead of `region` (a proxy)")
+    project_token: SecretStr | None = Field(None, description="Basic auth user name")
+    service_account: str | None = Field(None, description="instead of the token: the user name")
+    service_account_secret: SecretStr | None = Field(None,
+                                                     description="the service account's secret")
+    project_id: int | str | None = Field(None, description="required with a service account")
+    gzip: bool = Field(True, description="compress request bodies")
 
     @model_validator(mode="after")
     def _one_way_in(self) -> MixpanelOptions:

@@ -63,13 +63,17 @@ _V1_SERVER_SET = ("$lib", "$lib_version")
 class PostHogOptions(HostOptions):
     """``host``, ``api_key`` (project key), ``groups``, ``capture_mode``, ``gzip``."""
 
-    host: str = "https://us.i.posthog.com"
+    host: str = Field("https://us.i.posthog.com",
+                      description="https://us.i.posthog.com, https://eu.i.posthog.com, or yours")
     # May expand to "" when the backend is disabled with `enabled: "${POSTHOG_API_KEY:+true}"`.
-    api_key: SecretStr
-    groups: dict[str, str] = Field(default_factory=dict)  # group type → dotted path of its key
-    capture_mode: Literal["batch", "v1"] = "batch"
-    gzip: bool = True
-    historical_migration: bool = False
+    api_key: SecretStr = Field(description="the project API key (phc_...)")
+    groups: dict[str, str] = Field(
+        default_factory=dict, description="group type → dotted path of its key; each group "
+                                          "also gets a $groupidentify")
+    capture_mode: Literal["batch", "v1"] = Field(
+        "batch", description="batch: POST /batch/; v1: /i/v1/analytics/events")
+    gzip: bool = Field(True, description="compress request bodies")
+    historical_migration: bool = Field(False, description="true for large backfills")
 
 
 @register

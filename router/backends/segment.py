@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from .. import __version__
 from . import register
@@ -34,10 +34,13 @@ _LIBRARY = {"name": "beacon-router", "version": __version__}
 class SegmentOptions(HostOptions):
     """``host``, ``write_key``, ``identify_as``, ``gzip``."""
 
-    host: str = "https://api.segment.io"
-    write_key: SecretStr
-    identify_as: Literal["anonymousId", "userId"] = "anonymousId"
-    gzip: bool = False  # Segment takes gzip; not every compatible collector does
+    host: str = Field("https://api.segment.io",
+                      description="Segment's, its EU endpoint, or a compatible collector's")
+    write_key: SecretStr = Field(description="the source's write key (Basic auth user name)")
+    identify_as: Literal["anonymousId", "userId"] = Field(
+        "anonymousId", description="which Segment id the distinct id fills")
+    gzip: bool = Field(False, description="Segment takes gzip; not every compatible collector "
+                                          "does")
 
 
 @register

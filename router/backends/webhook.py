@@ -45,13 +45,15 @@ _SENSITIVE = re.compile(r"authorization|cookie|token|secret|key|password", re.IG
 class WebhookOptions(Options):
     """``url``, ``method``, extra ``headers``, per-request ``timeout``, signing ``secret``."""
 
-    url: str
-    method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = Field(10.0, gt=0)
+    url: str = Field(description="where each batch is sent (its path is never logged)")
+    method: Literal["POST", "PUT", "PATCH"] = Field("POST", description="the HTTP method")
+    headers: dict[str, str] = Field(default_factory=dict,
+                                    description="extra request headers, e.g. Authorization")
+    timeout: Duration = Field(10.0, gt=0, description="per request")
     # `secret: "${WEBHOOK_SECRET}"` expands to "" when the variable is unset: treated as no
     # secret (unsigned). Write `${WEBHOOK_SECRET:?must be set}` to make it mandatory.
-    secret: SecretStr | None = None
+    secret: SecretStr | None = Field(
+        None, description="signs each request: X-Beacon-Signature, HMAC-SHA256; empty: unsigned")
 
     @field_validator("url")
     @classmethod

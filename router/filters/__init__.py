@@ -64,7 +64,7 @@ class Pipeline:
 
 # Importing the modules fills FILTERS through @register.
 from . import (  # noqa: E402
-    fields,  # drop, keep, rename, set, default, coerce
+    fields,  # drop, keep, rename, copy, set, default, coerce
     privacy,  # hash, bucket, redact, round_time
     quality,  # validate, opt_out, sample, dedupe
 )

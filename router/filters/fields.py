@@ -71,7 +71,7 @@ def replace_path(data: dict[str, Any], path: Path, value: Any) -> None:
 class FieldsOptions(Options):
     """``fields:`` — a non-empty list of dotted paths."""
 
-    fields: list[FieldPath] = Field(min_length=1)
+    fields: list[FieldPath] = Field(min_length=1, description="dotted paths, e.g. platform.os")
 
 
 @register
@@ -150,7 +150,7 @@ class Keep(Filter):
 class RenameOptions(Options):
     """``fields: {old.path: new.path}``, applied in the order written."""
 
-    fields: dict[FieldPath, FieldPath] = Field(min_length=1)
+    fields: dict[FieldPath, FieldPath] = Field(min_length=1, description="old.path: new.path")
 
     @field_validator("fields")
     @classmethod
@@ -181,10 +181,30 @@ class Rename(Filter):
         return event
 
 
+@register
+class Copy(Filter):
+    """Copy values to another path, keeping the original (e.g. to hash one copy differently)."""
+
+    type = "copy"
+    Options = RenameOptions
+
+    def __init__(self, options: RenameOptions) -> None:
+        super().__init__(options)
+        self._copies = [(split_path(src), split_path(dst)) for src, dst in options.fields.items()]
+
+    def __call__(self, event: Event) -> Event | None:
+        data = event.data
+        for src, dst in self._copies:
+            value = get_path(data, src, _MISSING)
+            if value is not _MISSING:  # a deep copy: a later filter may edit either in place
+                set_path(data, dst, copy.deepcopy(value))
+        return event
+
+
 class AssignOptions(Options):
     """``fields: {path: value}`` — the values are any JSON value."""
 
-    fields: dict[FieldPath, JsonValue] = Field(min_length=1)
+    fields: dict[FieldPath, JsonValue] = Field(min_length=1, description="path: value to write")
 
 
 def _assignments(fields: dict[str, Any]) -> list[tuple[Path, Any, bool]]:
@@ -306,8 +326,11 @@ CONVERTERS = {"int": to_int, "float": to_float, "str": to_str, "bool": to_bool}
 class CoerceOptions(Options):
     """``fields: {path: int|float|str|bool}`` and what to do when a value cannot be converted."""
 
-    fields: dict[FieldPath, Literal["int", "float", "str", "bool"]] = Field(min_length=1)
-    on_error: Literal["keep", "remove", "drop_event"] = "keep"
+    fields: dict[FieldPath, Literal["int", "float", "str", "bool"]] = Field(
+        min_length=1, description="path: the type to convert its value to")
+    on_error: Literal["keep", "remove", "drop_event"] = Field(
+        "keep", description="a value that cannot be converted: kept as is, its field removed, "
+                            "or the event dropped (coerce_failed)")
 
 
 @register

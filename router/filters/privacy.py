@@ -60,10 +60,13 @@ _KEY_BYTES = 32
 class HashOptions(Options):
     """``fields``, ``key`` (or a generated ``key_file``) and the hex ``length`` kept."""
 
-    fields: list[FieldPath] = Field(min_length=1)
-    key: SecretStr | None = None
-    key_file: str = "./data/hash.key"
-    length: int = Field(64, ge=8, le=64)
+    fields: list[FieldPath] = Field(min_length=1, description="paths whose values are hashed")
+    key: SecretStr | None = Field(
+        None, description="the HMAC key, at least 16 characters (openssl rand -hex 32); never "
+                          "logged. Changing it changes every hash")
+    key_file: str = Field("./data/hash.key",
+                          description="read when `key` is empty; created (0600) if missing")
+    length: int = Field(64, ge=8, le=64, description="hex characters kept")
 
     @field_validator("key", mode="before")
     @classmethod
@@ -240,11 +243,15 @@ def default_labels(edges: list[Number]) -> tuple[list[str], str | None]:
 class BucketOptions(Options):
     """``field`` or ``fields``, strictly increasing ``edges``, optional ``labels`` / ``target``."""
 
-    field: FieldPath | None = None
-    fields: list[FieldPath] | None = Field(None, min_length=1)
-    edges: list[int | float] = Field(min_length=1)
-    labels: list[str] | None = None
-    target: FieldPath | None = None
+    field: FieldPath | None = Field(None, description="one path (or `fields`)")
+    fields: list[FieldPath] | None = Field(None, min_length=1,
+                                           description="several paths sharing the edges")
+    edges: list[int | float] = Field(
+        min_length=1, description="strictly increasing inclusive upper bounds: [10, 50] → "
+                                  "0-10, 11-50, 51+")
+    labels: list[str] | None = Field(None, description="own names, one more than `edges`")
+    target: FieldPath | None = Field(
+        None, description="write the label here and keep the number (with `field` only)")
 
     @field_validator("edges", mode="before")
     @classmethod
@@ -370,8 +377,8 @@ class CustomPattern(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    regex: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="matches become [name]")
+    regex: str = Field(description="a Python regular expression")
 
     @field_validator("regex")
     @classmethod
@@ -388,9 +395,13 @@ class CustomPattern(BaseModel):
 class RedactOptions(Options):
     """Which ``fields`` (default: every string) and which ``patterns``/``custom`` to replace."""
 
-    fields: list[FieldPath] | None = Field(None, min_length=1)
-    patterns: list[Literal["email", "ipv4", "ipv6", "url"]] = ["url", "email", "ipv6", "ipv4"]
-    custom: list[CustomPattern] = []
+    fields: list[FieldPath] | None = Field(
+        None, min_length=1, description="paths to scrub (inside objects and lists too); "
+                                        "default: every string of the event")
+    patterns: list[Literal["email", "ipv4", "ipv6", "url"]] = Field(
+        ["url", "email", "ipv6", "ipv4"], description="built-in patterns, replaced by [email], "
+                                                      "[ipv4], [ipv6] → [ip], [url]")
+    custom: list[CustomPattern] = Field([], description="own patterns")
 
     @model_validator(mode="after")
     def _something_to_find(self) -> RedactOptions:
@@ -491,8 +502,9 @@ def parse_time(value: Any) -> datetime | None:
 class RoundTimeOptions(Options):
     """``fields`` (default ``[timestamp]``) floored to a multiple of ``to`` (at least 1s)."""
 
-    fields: list[FieldPath] = Field(["timestamp"], min_length=1)
-    to: Duration = Field(ge=1.0)
+    fields: list[FieldPath] = Field(["timestamp"], min_length=1,
+                                    description="ISO 8601 or epoch (s or ms) timestamps")
+    to: Duration = Field(ge=1.0, description="floored to a multiple of this: 1m, 1h, 1d")
 
     @field_validator("to")
     @classmethod

@@ -73,8 +73,9 @@ def compile_schema(path: str) -> Callable[[Any], Any]:
 class ValidateOptions(Options):
     """``schema`` (a JSON Schema file, draft-04/06/07) and ``on_invalid: drop | reject``."""
 
-    schema_: str = Field(alias="schema")
-    on_invalid: Literal["drop", "reject"] = "drop"
+    schema_: str = Field(alias="schema", description="path of a JSON Schema file")
+    on_invalid: Literal["drop", "reject"] = Field(
+        "drop", description="drop: counted as invalid; reject: the request fails with 400")
 
     @field_validator("schema_")
     @classmethod
@@ -127,10 +128,12 @@ _OFF_VALUES: list[Any] = [False, "false", "0", 0, "off", "no"]
 class OptOutOptions(Options):
     """``headers`` (DNT / Sec-GPC), and the payload ``flag`` whose ``values`` mean "opted out"."""
 
-    headers: bool = True
-    flag: FieldPath | None = "telemetry"
+    headers: bool = Field(True, description="drop when the request said DNT: 1 or Sec-GPC: 1")
+    flag: FieldPath | None = Field(
+        "telemetry", description="the payload field that opts out; null: headers only")
     values: list[str | bool | int | float | None] = Field(
-        default_factory=lambda: list(_OFF_VALUES), min_length=1
+        default_factory=lambda: list(_OFF_VALUES), min_length=1,
+        description="values of `flag` that mean opted out (strings compared case-blind)"
     )
 
 
@@ -192,9 +195,10 @@ def unit_hash(value: Any, salt: bytes = b"") -> int:
 class SampleOptions(Options):
     """``rate`` in [0, 1]; with ``key``, the same key value is always kept or always dropped."""
 
-    rate: float = Field(ge=0.0, le=1.0)
-    key: FieldPath | None = None
-    salt: str = Field("", max_length=64)
+    rate: float = Field(ge=0.0, le=1.0, description="the fraction kept")
+    key: FieldPath | None = Field(
+        None, description="the same value of this path is always kept or always dropped")
+    salt: str = Field("", max_length=64, description="changes which values are picked")
 
 
 @register
@@ -273,10 +277,11 @@ class MemorySeenSet:
 class DedupeOptions(Options):
     """``fields`` that identify a sender, the ``window`` to count it once in, a memory bound."""
 
-    fields: list[FieldPath] = Field(min_length=1)
-    window: Duration = Field(gt=0)
-    max_keys: int = Field(1_000_000, gt=0)
-    by_name: bool = True
+    fields: list[FieldPath] = Field(min_length=1, description="paths that identify a sender")
+    window: Duration = Field(gt=0, description="count a sender once in this long, e.g. 24h")
+    max_keys: int = Field(1_000_000, gt=0,
+                          description="memory bound (~200 bytes a key); the oldest forgotten")
+    by_name: bool = Field(True, description="count each event name separately")
 
 
 @register

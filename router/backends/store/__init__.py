@@ -43,15 +43,18 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 class StoreOptions(Options):
     """Where the rows go, how long they stay, and which fields fill the indexed columns."""
 
-    url: str
-    table: str = "beacons"
+    url: str = Field(description="sqlite:///relative.db, sqlite:////absolute.db or "
+                                 "postgresql://user@host:port/db")
+    table: str = Field("beacons", description="letters, digits and _")
     schema_: str | None = Field(None, alias="schema", description="PostgreSQL schema")
-    retention: Duration | None = Field(None, gt=0)
-    distinct_id: str = "installation_id"
-    version: str = "version"
-    password: SecretStr | None = None
-    pool_max: int = Field(4, ge=1, le=64)
-    timeout: Duration = Field(10.0, gt=0)
+    retention: Duration | None = Field(None, gt=0,
+                                       description="rows older than this are deleted; none: kept")
+    distinct_id: str = Field("installation_id",
+                             description="dotted path that fills the distinct_id column")
+    version: str = Field("version", description="dotted path that fills the version column")
+    password: SecretStr | None = Field(None, description="PostgreSQL: kept out of the URL")
+    pool_max: int = Field(4, ge=1, le=64, description="PostgreSQL: connections at most")
+    timeout: Duration = Field(10.0, gt=0, description="PostgreSQL: connect and statement timeout")
 
     @field_validator("url")
     @classmethod
