@@ -483,6 +483,10 @@ class RedisSpool:
                     for backend in self._readers:
                         await upkeep.sweep(client, self.stream, backend, keep=self.consumer)
                     last_sweep = now
+            except ResponseError as exc:
+                # Redis answered, so it is not an outage: e.g. a group gone until a reader
+                # re-creates it (NOGROUP). Delivery must not pause for that.
+                log.warning("spool maintenance: redis refused a command", error=str(exc))
             except RedisError as exc:
                 self._outage.failed(exc)
             except Exception:  # a bug must not stop maintenance for good
