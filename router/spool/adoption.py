@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 
@@ -75,9 +76,12 @@ class Adoption:
                     self._drain(index, path, lock), name=f"spool-adoption:{index}"
                 )
                 self.draining[index] = task
-                task.add_done_callback(lambda _t, i=index: self.draining.pop(i, None))
+                task.add_done_callback(functools.partial(self._finished, index))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), _SCAN_EVERY)
+
+    def _finished(self, index: int, _task: asyncio.Task[None]) -> None:
+        self.draining.pop(index, None)
 
     async def _drain(self, index: int, path: str, lock: ShardLock) -> None:
         spool = worker_spool(self.config.spool, index, 1)

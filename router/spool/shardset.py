@@ -98,7 +98,7 @@ class ShardSet:
         (an empty id list would mean "all" to the file)."""
         if not ids:
             return [(spool, None) for spool in self.files]
-        chosen = []
+        chosen: list[tuple[SqliteSpool, list[int] | None]] = []
         for spool in self.files:
             own = [
                 i
