@@ -18,7 +18,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     BEACON_LISTEN=0.0.0.0:8080
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home beacon
+RUN groupadd --system --gid 10001 beacon \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home beacon
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels "beacon-router[fast]" \
     && rm -rf /wheels
