@@ -524,7 +524,8 @@ def masked(value: Any, key: str = "") -> Any:
         return {k: masked(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [masked(v, key) for v in value]
-    if key and SECRET_KEYS.search(key) and value not in (None, ""):
+    # "$"-names are PostHog's event properties (`$group_key`: a group's id), never credentials.
+    if key and not key.startswith("$") and SECRET_KEYS.search(key) and value not in (None, ""):
         return "***"
     if isinstance(value, str):
         return _URL_PASSWORD.sub(r"\1***@", value)
