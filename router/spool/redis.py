@@ -537,6 +537,8 @@ class RedisSpool:
         if release_queue:
             try:
                 await self._open_client().xgroup_destroy(self.stream, backend)
+            except ResponseError:
+                pass  # no stream yet: there is no group to release
             except RedisError as exc:
                 raise Unavailable(f"redis: {exc}", retry_after=_RETRY_AFTER_DOWN) from exc
         return purged

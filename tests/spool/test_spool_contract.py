@@ -217,3 +217,14 @@ async def test_full_spool_rejects_with_retry_after_and_keeps_what_it_has(store):
     spool = await store.restart(spool)
     assert len(await spool.read("a", 10_000)) == stored
     assert await spool.writable()
+
+
+async def test_purge_with_release_queue_forgets_a_removed_backend(store):
+    empty = await store.open(backends=())  # what `beacon-router dlq` opens, on a new store
+    assert await empty.purge("never-configured", release_queue=True) == 0
+    await store.close(empty)
+    spool = await store.open(backends=("a", "old"))
+    await spool.append(bodies(2))
+    spool = await store.restart(spool, backends=("a",))
+    assert await spool.purge("old", release_queue=True) == 0
+    assert "old" not in await spool.queues()
