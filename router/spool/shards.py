@@ -58,14 +58,6 @@ def shard_files(path: str) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def shard_configs(spool: SpoolConfig) -> list[SpoolConfig]:
-    """The spool config of every file an admin command must look at (one for Redis)."""
-    if spool.type != "sqlite":
-        return [spool]
-    files = {0: spool.path, **shard_files(spool.path)}
-    return [spool.model_copy(update={"path": p}) for p in files.values()]
-
-
 def worker_spool(spool: SpoolConfig, index: int, count: int) -> Spool:
     """The spool worker ``index`` of ``count`` writes to (not opened yet).
 

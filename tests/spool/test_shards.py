@@ -24,7 +24,6 @@ from router.spool.adoption import Adoption
 from router.spool.shards import (
     DEAD_LETTER_ID_STRIDE,
     ShardLock,
-    shard_configs,
     shard_files,
     shard_path,
     worker_spool,
@@ -106,15 +105,6 @@ def test_shard_files_lists_the_family_and_nothing_else(tmp_path):
         (tmp_path / name).write_bytes(b"")
     base = str(tmp_path / "spool.db")
     assert shard_files(base) == {0: base, 1: shard_path(base, 1), 3: shard_path(base, 3)}
-
-
-def test_admin_commands_see_every_file_of_a_sqlite_spool_and_the_one_redis_stream(tmp_path):
-    config = config_for(tmp_path)
-    (tmp_path / "spool-2.db").write_bytes(b"")
-    paths = [c.path for c in shard_configs(config.spool)]
-    assert paths == [str(tmp_path / "spool.db"), str(tmp_path / "spool-2.db")]
-    redis = loads("spool: {type: redis, url: 'redis://127.0.0.1:6379/0'}\n").spool
-    assert shard_configs(redis) == [redis]
 
 
 def test_a_worker_spool_is_its_own_file_with_its_share_of_max_size(tmp_path):
