@@ -37,7 +37,7 @@ _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(  # one ending in an IPv4 address first, then plain groups (maybe + :port)
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,6}:(?:\d{1,3}\.){3}\d{1,3}"
-    r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,8})(?:%[\w.-]+)?(?![\w:])"
+    r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,10})(?:%[\w.-]+)?(?![\w:])"
 )
 _MAX_DEPTH = 8
 
