@@ -163,6 +163,6 @@ schemathesis.serializer.alias("application/openmetrics-text", "text/plain")
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_a_live_router_answers_as_described(case, live_router):
     case.call_and_validate(base_url=live_router, headers=AUTH, checks=CHECKS, timeout=10)
