@@ -231,9 +231,9 @@ def reference() -> str:
             f"| [`{name}:`](#{name}) | {_cell(_doc(model))} |"
             for name, model in cfg._SECTIONS.items()
         ],
-        "| [`pipeline:`](#pipeline) | the filters every event runs through, in order |",
-        "| [`backends:`](#backends) | where events go, each with its own queue |",
-        "| [`tests:`](#tests) | `beacon-router test` cases (also in a side file) |",
+        "| [`pipeline:`](#pipeline) | The filters every event runs through, in order. |",
+        "| [`backends:`](#backends) | Where events go, each with its own queue. |",
+        "| [`tests:`](#tests) | The cases `beacon-router test` runs (or a side file). |",
         "",
     ]
     for name, model in cfg._SECTIONS.items():
