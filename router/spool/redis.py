@@ -14,7 +14,8 @@ bumps an entry's delivery count: past ``max_deliveries`` the entry is poison (ea
 took it died or stalled) and goes to the dead-letter stream instead. The stream is trimmed only
 below the oldest entry some group has not acked. If Redis goes away, ``append`` raises
 ``Unavailable`` (ingest answers 503) and delivery pauses, retrying with backoff; nothing
-restarts.
+restarts. The background upkeep is in ``redis_upkeep``, the dead letters in ``redis_dlq``;
+docs/scaling.md is the ops' view.
 """
 
 from __future__ import annotations
@@ -438,7 +439,13 @@ class RedisSpool:
                 raise
 
     async def _move_to_dlq(self, backend: str, items: list[tuple[Entry, str, int]]) -> None:
-        await self._letters().move(backend, items)
+        try:
+            await self._letters().move(backend, items)
+        except ResponseError as exc:
+            # No group: its pending list went with it, and the entries come again when a
+            # reader re-creates the group. Anything else (out of memory) is waited out.
+            if not str(exc).startswith("NOGROUP"):
+                raise
         if backend in self._readers:
             self._readers[backend].held.difference_update(str(e.id) for e, _, _ in items)
 

@@ -165,6 +165,15 @@ async def test_a_lost_group_is_recreated_from_the_start_of_the_stream(spools, pr
     assert sorted(got) == sorted(bodies(3))
 
 
+async def test_finishing_a_batch_whose_group_vanished_does_not_wait_forever(spools, prefix, raw):
+    spool = await start(spools, prefix, "one")
+    await spool.append(bodies(1))
+    entries = await spool.read("a", 1)
+    await raw.xgroup_destroy(spool.stream, "a")
+    await asyncio.wait_for(spool.dead_letter("a", [(entries[0], "HTTP 400")], attempts=1), 5)
+    await asyncio.wait_for(spool.ack("a", entries), 5)
+
+
 async def test_unreachable_redis_is_unavailable_for_ingest_and_quiet_for_delivery():
     spool = RedisSpool(f"redis://127.0.0.1:{free_port()}/0", key_prefix="unused")
     await spool.open(["a"])  # does not raise: the router waits for Redis instead of exiting
