@@ -115,6 +115,7 @@ pipeline:
   - {{type: dedupe, fields: [installation_id], window: 24h, max_keys: 1000}}
   - {{type: default, fields: {{deployment_type: unknown}}}}
   - {{type: set, fields: {{schema_version: 1}}}}
+  - {{type: copy, fields: {{deployment_type: kind}}}}
   - {{type: coerce, fields: {{counts.users: int}}, on_error: remove}}
   - {{type: rename, fields: {{counts.users: users}}}}
   - {{type: bucket, field: users, edges: [10, 50, 200], labels: [xs, s, m, l]}}
@@ -122,7 +123,7 @@ pipeline:
   - {{type: round_time, fields: [timestamp], to: 1d}}
   - {{type: hash, fields: [installation_id], key: {KEY}, length: 16}}
   - type: keep
-    fields: [installation_id, users, deployment_type, schema_version, timestamp, note]
+    fields: [installation_id, users, deployment_type, kind, schema_version, timestamp, note]
   - {{type: drop, fields: [schema_version]}}
 """)
     assert set(FILTERS) <= {spec.type for spec in config.pipeline}
@@ -143,6 +144,7 @@ pipeline:
         "installation_id": hmac.new(KEY.encode(), b"i-1", hashlib.sha256).hexdigest()[:16],
         "users": "s",
         "deployment_type": "unknown",
+        "kind": "unknown",
         "timestamp": "2024-03-05T00:00:00Z",
         "note": "mail [email] [tok]",
     }
