@@ -5,6 +5,7 @@ The shared contract is in test_spool_contract.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ import redis.asyncio as redis
 from support import free_port, require_service
 
 from router.config import loads
-from router.errors import Unavailable
+from router.errors import ConfigError, Unavailable
 from router.spool import RedisSpool, create_spool
 
 pytestmark = pytest.mark.redis
@@ -207,3 +208,20 @@ spool:
         5.0,
         1000,
     )
+
+
+@pytest.mark.parametrize(
+    ("spool", "message"),
+    [
+        ("{type: redis}", "spool.url: required for type: redis"),
+        (
+            f"{{type: redis, url: '{URL}', when_full: drop_oldest}}",
+            "only available with type: sqlite",
+        ),
+        ("{type: sqlite, max_events: 10}", "only available with type: redis"),
+        (f"{{type: redis, url: '{URL}', key_prefix: 'a b'}}", "spool.key_prefix"),
+    ],
+)
+def test_spool_config_refuses_keys_that_do_not_fit_the_spool_type(spool, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        loads(f"spool: {spool}")
