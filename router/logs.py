@@ -113,6 +113,17 @@ def _masked(candidate: str) -> str | None:
     return candidate if ip.is_unspecified or ip.is_loopback else IP_REDACTED
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the moment of writing, not at configure time (a test
+    harness or a daemon may replace it; a closed old one must not break logging)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Route structlog (and stdlib logging, e.g. aiohttp's) to stderr in one format."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -129,10 +140,10 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         # One write() per line (print() makes two): lines of several worker processes sharing
         # stderr never interleave mid-line.
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
