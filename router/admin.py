@@ -9,9 +9,12 @@ same`` serves it on the ingest port instead. docs/admin.md describes each endpoi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,10 +25,13 @@ from pydantic import SecretStr
 
 from . import __version__, auth
 from .app import ROUTER, Router, error_middleware, error_response, json_response, security_headers
-from .errors import Unavailable
+from .config import load
+from .errors import ConfigError, Unavailable
 from .metrics import event_age
 from .reload import RELOADER
-from .spool.base import ManagedSpool
+from .spool.base import DeadLetterQueue, ManagedSpool
+from .spool.shardset import admin_spool
+from .workers import WORKER
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +81,8 @@ def create_admin_app(ingest: web.Application) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=_MAX_ADMIN_BODY)
     app[ROUTER] = ingest[ROUTER]
     app[RELOADER] = ingest[RELOADER]
+    if WORKER in ingest:
+        app[WORKER] = ingest[WORKER]
     app.on_response_prepare.append(security_headers)
     add_admin_routes(app)
     from .stats import add_stats_admin_routes  # /api/stats and /dashboard: admin pages too
@@ -122,7 +130,10 @@ async def backends(request: web.Request, router: Router) -> web.Response:
     spool = _spool(router)
     config = router.config
     workers = router.delivery.workers if router.delivery is not None else {}
-    queues, dead = await spool.queues(), await spool.dead_letter_counts()
+    async with _dead_letter_queue(request, router) as every:
+        queues, dead = await every.queues(), await every.dead_letter_counts()
+    if _worker_count(request) > 1:  # the local file is one of several: count them all
+        workers = {}
     peek = getattr(spool, "peek", None)
     now = time.time()
     out: dict[str, Any] = {}
@@ -166,7 +177,8 @@ async def dlq_list(request: web.Request, router: Router) -> web.Response:
     since = request.query.get("since")
     if since is not None and not _iso(since):
         return error_response(400, "bad_request", "since must be an ISO 8601 time")
-    letters = await _spool(router).dead_letters(name, limit, since)
+    async with _dead_letter_queue(request, router) as dlq:
+        letters = await dlq.dead_letters(name, limit, since)
     return json_response(
         {
             "backend": name,
@@ -197,7 +209,8 @@ async def dlq_replay(request: web.Request, router: Router) -> web.Response:
             "conflict",
             f"{name[:64]!r} is not a running backend; nothing would deliver a replay",
         )
-    moved = await _spool(router).replay(name, *selection)
+    async with _dead_letter_queue(request, router) as dlq:
+        moved = await dlq.replay(name, *selection)
     log.info("dead letters replayed", backend=name, events=moved, via="admin")
     return json_response({"backend": name, "replayed": moved})
 
@@ -212,7 +225,8 @@ async def dlq_purge(request: web.Request, router: Router) -> web.Response:
         return selection
     ids, since = selection
     release = name not in router.config.backends and not ids and not since
-    purged = await _spool(router).purge(name, ids, since, release_queue=release)
+    async with _dead_letter_queue(request, router) as dlq:
+        purged = await dlq.purge(name, ids, since, release_queue=release)
     log.info(
         "dead letters purged", backend=name, events=purged, released_queue=release, via="admin"
     )
@@ -222,6 +236,16 @@ async def dlq_purge(request: web.Request, router: Router) -> web.Response:
 @admin_only
 async def reload(request: web.Request, router: Router) -> web.Response:
     """Re-read the config file: 200 with what changed, or 422 with why it was refused."""
+    if _worker_count(request) > 1:
+        # Every worker must reload, not just this one: check the file here, then let the
+        # supervisor forward SIGHUP to all of them.
+        try:
+            load(router.config.file)
+        except ConfigError as exc:
+            return json_response({"error": "config_invalid", "detail": str(exc)}, status=422)
+        os.kill(os.getppid(), signal.SIGHUP)
+        return json_response({"ok": True, "workers": _worker_count(request),
+                              "detail": "reload signalled to every worker"}, status=202)
     result = await request.app[RELOADER].reload()
     if result.ok:
         return json_response(result.to_dict())
@@ -232,6 +256,27 @@ async def reload(request: web.Request, router: Router) -> web.Response:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _worker_count(request: web.Request) -> int:
+    slot = request.app.get(WORKER)
+    return slot.count if slot is not None else 1
+
+
+@contextlib.asynccontextmanager
+async def _dead_letter_queue(request: web.Request, router: Router
+                             ) -> AsyncIterator[DeadLetterQueue]:
+    """This process's spool; under ``serve --workers N`` every worker's file at once, so a
+    listing or a replay does not depend on which worker took the request."""
+    if _worker_count(request) == 1 or router.config.spool.type != "sqlite":
+        yield _spool(router)
+        return
+    every = admin_spool(router.config.spool)
+    await every.open([])
+    try:
+        yield every
+    finally:
+        await every.close()
 
 
 def _spool(router: Router) -> ManagedSpool:

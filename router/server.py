@@ -62,7 +62,8 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
-        admin = await _admin_listener(app, config, reuse_port)
+        # Under --workers N one process serves the admin port; it sees every worker's spool.
+        admin = await _admin_listener(app, config) if slot.index == 0 else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,8 +91,7 @@ def _reload_soon(app: web.Application, running: set[asyncio.Task[object]]) -> No
     task.add_done_callback(running.discard)
 
 
-async def _admin_listener(app: web.Application, config: Config, reuse_port: bool
-                          ) -> web.AppRunner | None:
+async def _admin_listener(app: web.Application, config: Config) -> web.AppRunner | None:
     """The admin API on ``admin.listen``, when a token turns it on and it has its own port."""
     if config.admin.token is None or config.admin.listen == "same":
         return None
@@ -102,7 +102,7 @@ async def _admin_listener(app: web.Application, config: Config, reuse_port: bool
     await runner.setup()
     host, port = split_listen(config.admin.listen)
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        await web.TCPSite(runner, host, port).start()
     except OSError:
         await runner.cleanup()
         raise

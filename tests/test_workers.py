@@ -372,3 +372,49 @@ async def test_two_workers_share_one_redis_stream_and_deliver_every_event_once(w
         if keys:
             client.delete(*keys)
         client.close()
+
+
+async def test_admin_api_under_workers_sees_and_replays_every_workers_dead_letters(
+        workers, aiohttp_server):
+    refusing = True
+    got: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        if refusing:
+            return web.json_response({"error": "no"}, status=400)
+        got.extend(e["uuid"] for e in body["events"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app)
+    admin_port = free_port()
+    text = CONFIG.format(port=server.port) + (
+        f'admin: {{token: "admin-token-0123456789abcdef", listen: "127.0.0.1:{admin_port}"}}\n')
+    router = workers(text, 2)
+    router.start()
+    await router.wait_listening(2)
+    acked = await post_beacons(router.url, 40)
+    data = os.path.join(router.workdir, "data")
+    assert events_written(os.path.join(data, "spool.db")) > 0
+    assert events_written(os.path.join(data, "spool-1.db")) > 0, "both workers took traffic"
+
+    auth = {"Authorization": "Bearer admin-token-0123456789abcdef"}
+    base = f"http://127.0.0.1:{admin_port}/admin/backends/hook/dlq"
+    async with aiohttp.ClientSession(headers=auth) as http:
+        listed: list[dict] = []
+        deadline = time.monotonic() + 30
+        while len(listed) < len(acked) and time.monotonic() < deadline:
+            async with http.get(base, params={"limit": "1000"}) as resp:
+                assert resp.status == 200
+                listed = (await resp.json())["dead_letters"]
+            await asyncio.sleep(0.2)
+        assert {d["event"]["uuid"] for d in listed} == set(acked)
+        refusing = False
+        async with http.post(f"{base}/replay") as resp:
+            assert resp.status == 200 and (await resp.json())["replayed"] == len(acked)
+    deadline = time.monotonic() + 30
+    while set(got) < set(acked) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert set(got) == set(acked)
