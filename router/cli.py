@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"beacon-router: config error:\n{exc}", file=sys.stderr)
         return 2
+    except RouterError as exc:  # e.g. the spool (Redis) is unreachable for `dlq` / `status`
+        print(f"beacon-router: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
