@@ -9,9 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections import Counter
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -133,3 +136,63 @@ class TcpProxy:
                 dst.transport.abort()
 
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+class WebhookReceiver:
+    """A real webhook endpoint on loopback: records, per path, which events it was sent (and
+    by whom, from the ``X-Router`` header when the router's config sets one)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.requests: dict[str, list[tuple[str, list[str]]]] = {}
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        uuids = [e["uuid"] for e in body["events"]]
+        sender = request.headers.get("X-Router", "")
+        self.requests.setdefault(request.path, []).append((sender, uuids))
+        return web.json_response({"ok": True})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    def received(self, path: str = "/hook") -> Counter[str]:
+        """How often each event uuid arrived at ``path``."""
+        return Counter(u for _, uuids in self.requests.get(path, []) for u in uuids)
+
+    async def wait_for(self, wanted: set[str], paths: tuple[str, ...] = ("/hook",),
+                       timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(wanted <= set(self.received(p)) for p in paths):
+                return
+            await asyncio.sleep(0.05)
+        missing = {p: len(wanted - set(self.received(p))) for p in paths}
+        raise AssertionError(f"acknowledged events never arrived: {missing}")
+
+
+def beacon() -> dict[str, object]:
+    """A beacon with its own uuid and installation id."""
+    return {"uuid": str(uuid.uuid4()), "installation_id": str(uuid.uuid4()),
+            "version": "1.4.2", "platform": {"os": "linux"}}
+
+
+async def send_beacon(http: aiohttp.ClientSession, url: str, acked: list[str]) -> None:
+    """POST one beacon; remember its uuid only if the router answered 202."""
+    b = beacon()
+    try:
+        async with http.post(f"{url}/beacon", json=b) as resp:
+            if resp.status == 202:
+                acked.append(str(b["uuid"]))
+    except (TimeoutError, aiohttp.ClientError):
+        pass  # not acknowledged: the router owes nothing for it

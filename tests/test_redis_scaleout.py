@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
 import redis.asyncio as redis
-from aiohttp import web
-from support import RouterProcess, TcpProxy, free_port, require_service
+from support import (
+    RouterProcess,
+    TcpProxy,
+    WebhookReceiver,
+    beacon,
+    free_port,
+    require_service,
+    send_beacon,
+)
 
 from router.app import ROUTER, create_app
 from router.config import loads
@@ -26,6 +31,7 @@ from router.config import loads
 pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = ("one", "two")
+PATHS = tuple(f"/{name}" for name in BACKENDS)
 
 ROUTER_CONFIG = """
 spool: {{type: redis, url: "{url}", key_prefix: "{prefix}", claim_idle: 1s}}
@@ -44,41 +50,6 @@ backends:
 )
 
 
-@dataclass
-class Receiver:
-    """A webhook endpoint per backend that records which router sent which events."""
-
-    port: int = field(default_factory=free_port)
-    requests: dict[str, list[tuple[str, list[str]]]] = field(
-        default_factory=lambda: {name: [] for name in BACKENDS}
-    )
-    runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        uuids = [e["uuid"] for e in body["events"]]
-        self.requests[request.match_info["backend"]].append((request.headers["X-Router"], uuids))
-        return web.json_response({"ok": True})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{backend}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    def received(self, backend: str) -> Counter[str]:
-        return Counter(u for _, uuids in self.requests[backend] for u in uuids)
-
-    async def wait_for(self, wanted: set[str], timeout: float = 30.0) -> None:
-        for _ in range(int(timeout / 0.05)):
-            if all(wanted <= set(self.received(b)) for b in BACKENDS):
-                return
-            await asyncio.sleep(0.05)
-        missing = {b: len(wanted - set(self.received(b))) for b in BACKENDS}
-        raise AssertionError(f"acknowledged events never arrived: {missing}")
-
-
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
     require_service("Redis", "127.0.0.1", 6379)
@@ -92,12 +63,11 @@ async def prefix() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    r = WebhookReceiver()
     await r.start()
     yield r
-    assert r.runner is not None
-    await r.runner.cleanup()
+    await r.stop()
 
 
 @pytest.fixture
@@ -117,21 +87,6 @@ def routers(tmp_path, prefix, receiver):
         router.stop()
 
 
-def beacon() -> dict:
-    return {"uuid": str(uuid.uuid4()), "installation_id": str(uuid.uuid4()), "version": "1.4.2"}
-
-
-async def send(http: aiohttp.ClientSession, url: str, acked: list[str]) -> None:
-    """POST one beacon; remember its uuid only if the router answered 202."""
-    b = beacon()
-    try:
-        async with http.post(f"{url}/beacon", json=b) as resp:
-            if resp.status == 202:
-                acked.append(b["uuid"])
-    except (TimeoutError, aiohttp.ClientError):
-        pass  # not acknowledged: no router owes anything for it
-
-
 async def test_two_routers_share_a_stream_and_a_kill_9_loses_no_acknowledged_event(
     routers, receiver
 ):
@@ -144,7 +99,7 @@ async def test_two_routers_share_a_stream_and_a_kill_9_loses_no_acknowledged_eve
 
     async def load(http: aiohttp.ClientSession) -> None:
         for _ in range(80):  # bounded: stops by itself even if the kill never comes
-            await send(http, next(turns), acked)
+            await send_beacon(http, next(turns), acked)
 
     async with aiohttp.ClientSession() as http:
         senders = [asyncio.create_task(load(http)) for _ in range(12)]
@@ -154,13 +109,13 @@ async def test_two_routers_share_a_stream_and_a_kill_9_loses_no_acknowledged_eve
         await asyncio.gather(*senders)
     assert len(acked) >= 250
 
-    await receiver.wait_for(set(acked))
+    await receiver.wait_for(set(acked), PATHS)
     for backend in BACKENDS:
         # Only a's batch in flight at the kill (sent, not acked) may arrive twice: b took it
         # over after claim_idle. Everything else arrives exactly once.
-        from_a = [uuids for router, uuids in receiver.requests[backend] if router == "a"]
+        from_a = [uuids for router, uuids in receiver.requests[f"/{backend}"] if router == "a"]
         in_flight = set(from_a[-1]) if from_a else set()
-        twice = {u for u, n in receiver.received(backend).items() if n > 1}
+        twice = {u for u, n in receiver.received(f"/{backend}").items() if n > 1}
         assert twice <= in_flight, f"{backend}: duplicates outside a's last batch"
 
 

@@ -16,12 +16,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 
 import aiohttp
 import pytest
 from aiohttp import web
-from support import REPO, RouterProcess, free_port, require_service
+from support import REPO, RouterProcess, WebhookReceiver, free_port, require_service
 
 from router.workers import RestartPolicy
 
@@ -36,39 +35,6 @@ backends:
     batch: {{max_events: 50, max_wait: 50ms}}
     retry: {{initial: 50ms, max: 200ms, give_up_after: 1h}}
 """
-
-
-class Receiver:
-    """A webhook endpoint that counts how often it was sent each event's uuid."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.seen: Counter[str] = Counter()
-        self.runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.seen.update(e["uuid"] for e in body["events"])
-        return web.json_response({"ok": True})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    async def wait_for(self, wanted: set[str], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if wanted <= set(self.seen):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{len(wanted - set(self.seen))} acknowledged events never arrived")
 
 
 class Workers(RouterProcess):
@@ -154,7 +120,7 @@ def workers(tmp_path):
 
 @pytest.fixture
 async def receiver():
-    r = Receiver()
+    r = WebhookReceiver()
     yield r
     await r.stop()
 
@@ -216,8 +182,8 @@ async def test_two_workers_share_the_port_and_deliver_every_event_exactly_once(
     await asyncio.sleep(0.3)  # a duplicate, if any, would arrive in this time
     assert router.terminate() == 0, router.logs()
 
-    assert set(receiver.seen) == set(acked)
-    assert max(receiver.seen.values()) == 1, "an event was delivered twice"
+    assert set(receiver.received()) == set(acked)
+    assert max(receiver.received().values()) == 1, "an event was delivered twice"
     first, second = (
         events_written(tmp_path / "data/spool.db"),
         events_written(tmp_path / "data/spool-1.db"),
@@ -236,7 +202,7 @@ async def test_a_worker_killed_with_sigkill_is_restarted_and_no_acked_event_is_l
     victim = router.pids()[1]
 
     load = asyncio.create_task(post_beacons(router.url, 400))
-    while sum(receiver.seen.values()) < 60 and not load.done():
+    while sum(receiver.received().values()) < 60 and not load.done():
         await asyncio.sleep(0.01)
     os.kill(victim, signal.SIGKILL)
     acked = await load
@@ -270,7 +236,7 @@ async def test_events_of_a_second_worker_are_delivered_after_restarting_with_one
     await wait_gone(shard)
     await wait_gone(f"{shard}.lock")
     assert (tmp_path / "data/spool.db").exists()
-    assert max(receiver.seen.values()) == 1
+    assert max(receiver.received().values()) == 1
 
 
 async def test_sighup_reaches_every_worker_and_none_dies_of_it(workers, receiver, tmp_path):
@@ -362,7 +328,7 @@ async def test_two_workers_share_one_redis_stream_and_deliver_every_event_once(w
         assert len(acked) == 200
         await receiver.wait_for(set(acked))
         await asyncio.sleep(0.3)
-        assert max(receiver.seen.values()) == 1, "an event was delivered twice"
+        assert max(receiver.received().values()) == 1, "an event was delivered twice"
         assert router.terminate() == 0, router.logs()
     finally:
         import redis
