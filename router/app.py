@@ -27,6 +27,7 @@ from .filters import Pipeline
 from .ingest import Limits, decode_beacons, read_body
 from .metrics import CONTENT_TYPE, Metrics, collect_spool
 from .ratelimit import RateLimits
+from .shared import RedisShared
 from .spool import Spool, create_spool
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,7 @@ class Router:
     rate_limits: RateLimits
     spool: Spool | None = None
     delivery: Delivery | None = None
+    shared: RedisShared | None = None  # dedupe and rate limits across instances (Redis spool)
     draining: bool = False
     started_at: float = field(default_factory=time.time)
 
@@ -54,9 +56,11 @@ ROUTER = web.AppKey("router", Router)
 def create_app(config: Config, *, spool: Spool | None = None) -> web.Application:
     """The router as an aiohttp app; ``spool`` may be given (tests), else built from config."""
     metrics = Metrics()
+    shared = RedisShared.for_spool(config.spool)
     router = Router(config=config, metrics=metrics, limits=Limits.from_server(config.server),
-                    rate_limits=RateLimits(config.limits),
-                    pipeline=Pipeline(config.pipeline, on_drop=drop_counter(metrics)))
+                    rate_limits=RateLimits(config.limits, shared=shared), shared=shared,
+                    pipeline=Pipeline(config.pipeline, on_drop=drop_counter(metrics),
+                                      shared=shared))
     # aiohttp's own cap is only a backstop: read_body enforces max_body with a clear 413. Its
     # parser must not decompress either: read_body does, under the max_decompressed cap.
     app = web.Application(middlewares=[error_middleware, ingest_guard],
@@ -64,6 +68,7 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
                           handler_args={"auto_decompress": False})
     app[ROUTER] = router
     app.on_response_prepare.append(security_headers)
+    app.cleanup_ctx.append(_shared_ctx)
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
     app.router.add_post("/beacon", post_beacon)
@@ -105,6 +110,13 @@ def _spool_ctx(given: Spool | None) -> Callable[[web.Application], AsyncIterator
     return spool_ctx
 
 
+async def _shared_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    shared = app[ROUTER].shared
+    if shared is not None:  # closed last: ingest may use it until the spool has closed
+        await shared.aclose()
+
+
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     router = app[ROUTER]
     assert router.spool is not None
@@ -135,7 +147,11 @@ async def post_beacon(request: web.Request) -> web.Response:
         router.metrics.received.labels("beacon").inc(len(beacons))
         # Keyed on the raw id, before the pipeline hashes it; only a salted digest is kept.
         field_name = router.config.limits.installation_field
-        router.rate_limits.check_installations(get_path(b, field_name) for b in beacons)
+        ids = (get_path(b, field_name) for b in beacons)
+        if router.rate_limits.shared:
+            await router.rate_limits.check_installations_shared(ids)
+        else:
+            router.rate_limits.check_installations(ids)
         context = request_context(request)
         received_at = now_iso()
         await make_durable(router, "beacon", (
@@ -148,16 +164,22 @@ async def post_beacon(request: web.Request) -> web.Response:
 
 async def make_durable(router: Router, source: str, events: Iterable[Event]) -> int:
     """Run the global pipeline on each event and append the survivors to the spool in one
-    durable write; returns how many were kept. Raises Unavailable if the spool refuses."""
+    durable write; returns how many were kept. Raises Unavailable if the spool refuses.
+
+    A request that fails leaves nothing remembered (dedupe): its retry must not be dropped."""
     pipeline = router.pipeline
-    kept = [e for e in map(pipeline, events) if e is not None]
-    if not kept:
-        return 0
-    assert router.spool is not None
+    events = list(events)
     try:
+        if pipeline.batched:  # a filter's state is shared (Redis): one round trip per request
+            kept = await pipeline.run(events)
+        else:
+            kept = [e for e in map(pipeline, events) if e is not None]
+        if not kept:
+            return 0
+        assert router.spool is not None
         await router.spool.append([e.to_json() for e in kept])
     except BaseException:
-        for event in kept:
+        for event in events:
             for undo in event.undo or ():
                 undo()
         raise
@@ -275,7 +297,10 @@ async def ingest_guard(request: web.Request, handler: Handler) -> web.StreamResp
     if request.path in PROBES:
         return await handler(request)
     router = request.app[ROUTER]
-    router.rate_limits.check_client(client_ip(request))
+    if router.rate_limits.shared:
+        await router.rate_limits.check_client_shared(client_ip(request))
+    else:
+        router.rate_limits.check_client(client_ip(request))
     stream = request.content
     timeout = router.config.server.request_timeout
     timer = asyncio.get_running_loop().call_later(timeout, _expire_body, stream, timeout)

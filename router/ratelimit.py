@@ -1,11 +1,16 @@
-"""Ingest rate limits: token buckets in memory, keyed by a salted digest of who is sending.
+"""Ingest rate limits: token buckets keyed by a salted digest of who is sending.
 
 Two limits, both off unless configured under ``limits:``: requests per client IP, checked before
 the body is read, and events per installation, checked after decoding and before the pipeline
-hashes the id. A bucket's key is a keyed BLAKE2b digest (key drawn at start-up, never written),
-so the buckets hold neither an IP address nor an installation id; nothing here is ever stored.
-Memory is bounded: past ``max_tracked`` keys the least recently used bucket is forgotten, and a
-forgotten bucket is a full one, so forgetting errs on the client's side.
+hashes the id. A bucket's key is a keyed BLAKE2b digest, so the buckets hold neither an IP
+address nor an installation id.
+
+In memory by default (``check_client``, ``check_installations``): the salt is drawn at start-up
+and never written, and nothing here is ever stored. Memory is bounded: past ``max_tracked`` keys
+the least recently used bucket is forgotten, and a forgotten bucket is a full one, so forgetting
+errs on the client's side. On a Redis spool the buckets are in Redis, shared by every instance
+(``shared`` is true; ``check_client_shared``, ``check_installations_shared``; router/shared.py):
+keyed by the same digests under a daily salt kept there, and expiring on their own.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .config import LimitsConfig, RateLimitConfig
 from .errors import TooManyRequests
+
+if TYPE_CHECKING:
+    from .shared import RedisShared, RedisTokenBuckets
 
 Clock = Callable[[], float]
 IPv6_CLIENT_PREFIX = 64  # one IPv6 client usually owns a whole /64: limit the prefix, not the host
@@ -38,9 +47,7 @@ class TokenBuckets:
     def from_config(
         cls, config: RateLimitConfig, max_keys: int, clock: Clock = time.monotonic
     ) -> TokenBuckets:
-        rate = config.rate / config.per
-        burst = config.burst if config.burst is not None else max(1, math.ceil(config.rate))
-        return cls(rate, burst, max_keys, clock)
+        return cls(*rate_and_burst(config), max_keys, clock)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -69,25 +76,66 @@ class TokenBuckets:
         return min(self.burst, tokens + (now - at) * self.rate)
 
 
-class RateLimits:
-    """``limits:`` as ingest applies them (see the module docstring)."""
+def rate_and_burst(config: RateLimitConfig) -> tuple[float, float]:
+    """A limit's refill rate (tokens a second) and bucket size."""
+    burst = config.burst if config.burst is not None else max(1, math.ceil(config.rate))
+    return config.rate / config.per, burst
 
-    def __init__(self, config: LimitsConfig, clock: Clock = time.monotonic) -> None:
+
+def bucket_digest(value: str, salt: bytes) -> bytes:
+    """The key of ``value``'s bucket: a keyed BLAKE2b, so no bucket holds the value itself."""
+    return hashlib.blake2b(
+        value.encode("utf-8", "surrogatepass"), key=salt, digest_size=16
+    ).digest()
+
+
+class RateLimits:
+    """``limits:`` as ingest applies them (see the module docstring); ``shared`` keeps the
+    buckets there instead of in this process's memory."""
+
+    def __init__(
+        self,
+        config: LimitsConfig,
+        clock: Clock = time.monotonic,
+        shared: RedisShared | None = None,
+    ) -> None:
         self.config = config
         self._clock = clock
         self._salt = os.urandom(32)
         self._proxies = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
-        self.per_ip = self._buckets(config.per_ip)
-        self.per_installation = self._buckets(config.per_installation)
+        self._store = shared
+        self.per_ip: TokenBuckets | None = None
+        self.per_installation: TokenBuckets | None = None
+        self.shared_per_ip: RedisTokenBuckets | None = None
+        self.shared_per_installation: RedisTokenBuckets | None = None
+        if shared is None:
+            self.per_ip = self._buckets(config.per_ip)
+            self.per_installation = self._buckets(config.per_installation)
+        else:
+            self.shared_per_ip = self._shared_buckets(shared, "ip", config.per_ip)
+            self.shared_per_installation = self._shared_buckets(
+                shared, "installation", config.per_installation
+            )
+        # Ingest awaits the shared checks only when there is a shared limit to check.
+        self.shared = bool(self.shared_per_ip or self.shared_per_installation)
 
     def _buckets(self, limit: RateLimitConfig | None) -> TokenBuckets | None:
         if limit is None:
             return None
         return TokenBuckets.from_config(limit, self.config.max_tracked, self._clock)
 
+    @staticmethod
+    def _shared_buckets(
+        shared: RedisShared, name: str, limit: RateLimitConfig | None
+    ) -> RedisTokenBuckets | None:
+        return None if limit is None else shared.token_buckets(name, *rate_and_burst(limit))
+
     def reconfigured(self, config: LimitsConfig) -> RateLimits:
-        """Limits for a reloaded ``config``, keeping the buckets of every unchanged limit."""
-        new = RateLimits(config, self._clock)
+        """Limits for a reloaded ``config``, keeping the buckets of every unchanged limit (in
+        Redis they stay whatever changed: a changed rate applies to their levels)."""
+        new = RateLimits(config, self._clock, self._store)
+        if self._store is not None:
+            return new
         new._salt = self._salt
         if config.per_ip == self.config.per_ip and config.max_tracked == self.config.max_tracked:
             new.per_ip = self.per_ip
@@ -115,10 +163,20 @@ class RateLimits:
         return ip is not None and any(ip in network for network in self._proxies)
 
     def check_client(self, ip: str | None) -> None:
-        """TooManyRequests when ``ip`` is over ``limits.per_ip``."""
+        """TooManyRequests when ``ip`` is over ``limits.per_ip`` (in memory)."""
         if self.per_ip is None or not ip:
             return
         wait = self.per_ip.take({self._digest(_client_key(ip)): 1})
+        if wait:
+            raise TooManyRequests(
+                "too many requests from this address; retry later", retry_after=wait
+            )
+
+    async def check_client_shared(self, ip: str | None) -> None:
+        """``check_client`` on the buckets every instance shares."""
+        if self.shared_per_ip is None or not ip:
+            return
+        wait = await self.shared_per_ip.take({_client_key(ip): 1})
         if wait:
             raise TooManyRequests(
                 "too many requests from this address; retry later", retry_after=wait
@@ -138,10 +196,21 @@ class RateLimits:
                 "too many events for this installation; retry later", retry_after=wait
             )
 
+    async def check_installations_shared(self, ids: Iterable[object]) -> None:
+        """``check_installations`` on the buckets every instance shares."""
+        if self.shared_per_installation is None:
+            return
+        wanted = Counter(str(i) for i in ids if i is not None and i != "")
+        if not wanted:
+            return
+        wait = await self.shared_per_installation.take(wanted)
+        if wait:
+            raise TooManyRequests(
+                "too many events for this installation; retry later", retry_after=wait
+            )
+
     def _digest(self, value: str) -> bytes:
-        return hashlib.blake2b(
-            value.encode("utf-8", "surrogatepass"), key=self._salt, digest_size=16
-        ).digest()
+        return bucket_digest(value, self._salt)
 
 
 def _parse_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

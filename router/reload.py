@@ -107,7 +107,9 @@ class Reloader:
             pipeline = (
                 router.pipeline
                 if effective.pipeline == old.pipeline
-                else Pipeline(effective.pipeline, on_drop=drop_counter(router.metrics))
+                else Pipeline(
+                    effective.pipeline, on_drop=drop_counter(router.metrics), shared=router.shared
+                )
             )
         except ConfigError as exc:
             refused.errors = str(exc).splitlines()

@@ -1,11 +1,21 @@
 """The filter pipeline: one loop over a list of callables, every drop counted by reason.
 
 ``FILTERS`` maps a YAML ``type:`` to its class; ``type: pkg.module:Class`` loads a user's own.
+
+A filter that keeps state router instances share (``dedupe`` on a Redis spool) cannot answer one
+event at a time without a network round trip each. Such a filter has a ``shared_scope``; given
+the shared store, the pipeline calls ``share(store, scope)`` on it, after which the filter's
+``call_batch`` is an ``async (events) -> [event or None]`` that decides for all the events of a
+request that reach it in one round trip. A pipeline with such a step is ``batched`` and runs
+with ``await pipeline.run(events)``. Without one, ``pipeline(event)`` stays the plain loop, with
+no await per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from ..event import Event
 from .base import Filter, FilterFn, Options
@@ -20,23 +30,67 @@ def register(cls: type[Filter]) -> type[Filter]:
 
 
 DropHook = Callable[[str, str], None]  # (filter type, reason)
+Condition = Callable[[Event], bool]
+BatchFn = Callable[[list[Event]], Awaitable[list[Event | None]]]
+Step = tuple[str, FilterFn, Condition | None]
+BatchStep = tuple[str, BatchFn, str, Condition | None]  # name, call_batch, drop reason, when
 
 
 class Pipeline:
-    """Runs filters in order; the first that returns None drops the event."""
+    """Runs filters in order; the first that returns None drops the event.
 
-    def __init__(self, specs: Sequence[object] = (), on_drop: DropHook | None = None) -> None:
+    ``shared`` is the store of state router instances share (``router.shared.RedisShared``), or
+    None to keep every filter's state in this process (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[object] = (),
+        on_drop: DropHook | None = None,
+        shared: Any = None,
+    ) -> None:
         from ..config import FilterSpec
 
-        self._steps: list[tuple[str, FilterFn, Callable[[Event], bool] | None]] = []
+        self._steps: list[Step] = []
+        self._on_drop = on_drop
+        # Consecutive plain steps, then the batch step that follows them (None at the end).
+        self._stages: list[tuple[Pipeline, BatchStep | None]] = []
+        scopes: Counter[str] = Counter()
+        plain: list[Step] = []
         for spec in specs:
             assert isinstance(spec, FilterSpec)
             when = spec.when.compile() if spec.when is not None else None
-            self._steps.append((spec.type, spec.build(), when))
-        self._on_drop = on_drop
+            step = spec.build()
+            scope = getattr(step, "shared_scope", None) if shared is not None else None
+            if scope is not None:
+                # Two filters with the same settings in one pipeline must not share one memory.
+                scopes[scope] += 1
+                step.share(shared, scope if scopes[scope] == 1 else f"{scope}.{scopes[scope]}")
+            self._steps.append((spec.type, step, when))
+            call_batch = getattr(step, "call_batch", None)
+            if call_batch is None:
+                plain.append((spec.type, step, when))
+            else:
+                reason = getattr(step, "drop_reason", "dropped")
+                batch_step = (spec.type, call_batch, reason, when)
+                self._stages.append((Pipeline._of(plain, on_drop), batch_step))
+                plain = []
+        if self._stages:
+            self._stages.append((Pipeline._of(plain, on_drop), None))
+
+    @classmethod
+    def _of(cls, steps: list[Step], on_drop: DropHook | None) -> Pipeline:
+        pipeline = cls(on_drop=on_drop)
+        pipeline._steps = steps
+        return pipeline
 
     def __len__(self) -> int:
         return len(self._steps)
+
+    @property
+    def batched(self) -> bool:
+        """Whether a step decides per request: run with ``await run(events)``, not per event."""
+        return bool(self._stages)
 
     def __call__(self, event: Event) -> Event | None:
         for name, step, when in self._steps:
@@ -49,6 +103,31 @@ class Pipeline:
                 return None
             event = result
         return event
+
+    async def run(self, events: Iterable[Event]) -> list[Event]:
+        """The events that pass, in order; works whether or not the pipeline is ``batched``."""
+        kept = list(events)
+        if not self._stages:
+            return [e for e in map(self, kept) if e is not None]
+        for plain, batch_step in self._stages:
+            if plain._steps:
+                kept = [e for e in map(plain, kept) if e is not None]
+            if batch_step is not None and kept:
+                kept = await self._run_batch(batch_step, kept)
+        return kept
+
+    async def _run_batch(self, batch_step: BatchStep, events: list[Event]) -> list[Event]:
+        name, call_batch, reason, when = batch_step
+        applies = [True] * len(events) if when is None else [when(e) for e in events]
+        results = iter(await call_batch([e for e, a in zip(events, applies, strict=True) if a]))
+        kept = []
+        for event, applied in zip(events, applies, strict=True):
+            result = next(results) if applied else event
+            if result is not None:
+                kept.append(result)
+            elif self._on_drop is not None:
+                self._on_drop(name, reason)
+        return kept
 
     def explain(self, event: Event) -> tuple[Event | None, str | None]:
         """Run the pipeline and say which filter dropped the event, for ``dry-run``."""

@@ -51,6 +51,7 @@ _RETRY_AFTER_DOWN = 5.0  # what clients are told while Redis is unreachable
 _RETRY_AFTER_FULL = 30.0  # what clients are told while the stream is full
 _MAINTAIN_EVERY = 1.0  # seconds between measure + trim passes
 _SWEEP_EVERY = 300.0  # seconds between sweeps of long-gone consumers
+_PEEK_SCAN = 10  # entries ``peek`` looks at past DLQ replays meant for other backends
 
 
 @dataclass
@@ -167,6 +168,54 @@ class RedisSpool:
             )
         if backends:
             self._maintainer = asyncio.create_task(self._maintain(), name="spool:redis")
+
+    async def attach(self, backend: str) -> None:
+        """Start reading for ``backend`` while open (a config reload). A new backend's group
+        starts at the end of the stream. A known one goes on from its group's position, after
+        re-reading what this process was handed and did not ack, so a batch its stopped worker
+        had in flight is sent again (at-least-once). Redis unreachable: as at ``open``, the
+        first read creates the group from the start of the stream, so that nothing accepted
+        meanwhile is missed."""
+        old = self._readers.get(backend)
+        reader = _Reader()
+        if old is not None:
+            reader.limit, reader.held = old.limit, set(old.held)  # kept fresh meanwhile
+        # Replaced, not mutated: the maintenance loop may be iterating the old dict.
+        self._readers = {**self._readers, backend: reader}
+        try:
+            await self._create_groups([backend], start="$")
+        except RedisError as exc:
+            self._outage.failed(exc)
+
+    async def peek(self, backend: str) -> Entry | None:
+        """The oldest entry ``backend`` has not acked (handed out or not), or None; for the
+        oldest-event-age metric."""
+        client = self._open_client()
+        try:
+            summary: Any = await client.xpending(self.stream, backend)
+            if summary["pending"]:
+                start = summary["min"].decode()  # handed out, not acked: older than the rest
+            else:
+                found = [
+                    g
+                    for g in await upkeep.groups(client, self.stream)
+                    if g["name"].decode() == backend
+                ]
+                if not found:
+                    return None
+                start = "(" + found[0]["last-delivered-id"].decode()  # the next one to hand out
+            rows: Any = await client.xrange(self.stream, min=start, count=_PEEK_SCAN)
+        except ResponseError as exc:
+            if str(exc).startswith("NOGROUP") or "no such key" in str(exc).lower():
+                return None
+            raise Unavailable(f"redis: {exc}", retry_after=_RETRY_AFTER_DOWN) from exc
+        except RedisError as exc:
+            raise Unavailable(f"redis: {exc}", retry_after=_RETRY_AFTER_DOWN) from exc
+        for raw_id, fields in rows:
+            body, target = fields.get(EVENT_FIELD), fields.get(TARGET_FIELD)
+            if body is not None and (target is None or target.decode() == backend):
+                return Entry(raw_id.decode(), body)
+        return None  # only DLQ replays for other backends ahead: too rare to scan further
 
     async def close(self) -> None:
         """Stop maintenance and hand what this process holds to the other instances."""
