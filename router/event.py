@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 import uuid as uuid_lib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -53,7 +55,7 @@ class Event:
             uuid: object = None, received_at: str | None = None,
             context: RequestContext | None = None) -> Event:
         """An event stamped with the client's uuid when it is a valid one, else a fresh uuid4."""
-        return cls(uuid=normalize_uuid(uuid) or str(uuid_lib.uuid4()),
+        return cls(uuid=normalize_uuid(uuid) or new_uuid(),
                    received_at=received_at or now_iso(), name=name, data=data, source=source,
                    context=context)
 
@@ -77,9 +79,50 @@ class Event:
         return default if value is _MISSING else value
 
 
+def new_uuid() -> str:
+    """A random (version 4) UUID in canonical text form, as ``str(uuid.uuid4())`` gives."""
+    return _uuids.next()
+
+
+# uuid.uuid4() makes one os.urandom call per uuid and builds a UUID object; on the ingest hot
+# path that was ~10 % of the event loop's time. Here one call fetches the randomness of 256
+# uuids. Each thread keeps its own pool, and a forked child (--workers) drops the one it
+# inherited, so no two events ever share a uuid.
+_UUIDS_PER_FETCH = 256
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits
+
+
+def _uuid_stream() -> Iterator[str]:
+    while True:
+        block = os.urandom(16 * _UUIDS_PER_FETCH).hex()
+        for i in range(0, 32 * _UUIDS_PER_FETCH, 32):
+            h = block[i:i + 32]
+            yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+class _Uuids(threading.local):
+    def __init__(self) -> None:
+        self.next = _uuid_stream().__next__
+
+
+_uuids = _Uuids()
+os.register_at_fork(after_in_child=_uuids.__init__)
+
+
 def now_iso() -> str:
     """UTC now as ISO 8601 with milliseconds and a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Called for every request: the date and time of day are formatted once per second
+    # (datetime.now().isoformat() was 3 % of the event loop's time under load).
+    global _this_second
+    now = time.time()
+    second = int(now)
+    cached = _this_second
+    if cached[0] != second:
+        cached = _this_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
+
+
+_this_second: tuple[int, str] = (-1, "")
 
 
 def normalize_uuid(value: object) -> str | None:

@@ -12,6 +12,7 @@ import re
 import secrets
 import stat
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path as FsPath
 from typing import Any, Literal
@@ -367,9 +368,34 @@ BUILTIN_PATTERNS: dict[str, tuple[str, str]] = {
 }
 
 
+_CONTAINERS = (dict, list)  # a tuple: isinstance with `dict | list` builds a union per call
+
 # A string holding none of a pattern's characters cannot match it; checking that first (in C)
 # spares the combined regex most short values: ids, names, versions without a scheme.
 _TRIGGERS = {"url": ":", "email": "@", "ipv6": ":", "ipv4": "."}
+
+# What a string must hold for each pattern to match somewhere in it: a URL has "://", an email
+# "@", an IPv6 address "::" or seven colons (every compressed form has "::"), an IPv4 address
+# three dots. Timestamps (two colons) and versions (two dots) are spared the regex this way.
+_NEEDS: dict[str, Callable[[str], bool]] = {
+    "url": lambda text: "://" in text,
+    "email": lambda text: "@" in text,
+    "ipv6": lambda text: "::" in text or text.count(":") >= 7,
+    "ipv4": lambda text: text.count(".") >= 3,
+}
+
+
+def _could_match(patterns: list[str]) -> Callable[[str], bool]:
+    """Whether one of the built-in ``patterns`` may match in a string (no false negatives)."""
+    has_trigger = re.compile(f"[{re.escape(''.join(sorted({_TRIGGERS[p] for p in patterns})))}]")
+    needs = [_NEEDS[p] for p in patterns]
+
+    def could_match(text: str) -> bool:
+        if has_trigger.search(text) is None:  # most strings: one search in C, and done
+            return False
+        return any(need(text) for need in needs)
+
+    return could_match
 
 
 class CustomPattern(BaseModel):
@@ -432,10 +458,7 @@ class Redact(Filter):
     def __init__(self, options: RedactOptions) -> None:
         super().__init__(options)
         self._pattern, self._replacements = combined_pattern(options)
-        triggers = "".join(sorted({_TRIGGERS[name] for name in options.patterns}))
-        self._may_match = (
-            re.compile(f"[{re.escape(triggers)}]").search if not options.custom else None
-        )
+        self._may_match = _could_match(options.patterns) if not options.custom else None
         self._paths = (
             [split_path(p) for p in options.fields] if options.fields is not None else None
         )
@@ -446,7 +469,7 @@ class Redact(Filter):
         return self._replacements[match.lastgroup or ""]
 
     def _sub(self, text: str) -> str:
-        if self._may_match is not None and self._may_match(text) is None:
+        if self._may_match is not None and not self._may_match(text):
             return text
         return self._pattern.sub(self._replacement, text)
 
@@ -454,12 +477,19 @@ class Redact(Filter):
         """``value`` with every string inside it redacted; lists and objects are edited in place."""
         if isinstance(value, str):
             return self._sub(value)
-        if isinstance(value, dict):
-            for k, v in value.items():
-                value[k] = self.redact(v)
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                value[i] = self.redact(v)
+        # One loop over an explicit stack, strings handled inline: on the ingest hot path this
+        # runs for every value of every event, and a method call per value cost twice the work.
+        sub, replacement, may_match = self._pattern.sub, self._replacement, self._may_match
+        stack = [value] if isinstance(value, _CONTAINERS) else []
+        while stack:
+            node = stack.pop()
+            for key, v in node.items() if isinstance(node, dict) else enumerate(node):
+                if isinstance(v, str):
+                    if may_match is None or may_match(v):
+                        # (replacing a value does not disturb the iteration)
+                        node[key] = sub(replacement, v)
+                elif isinstance(v, _CONTAINERS):
+                    stack.append(v)
         return value
 
     def __call__(self, event: Event) -> Event | None:
@@ -524,6 +554,10 @@ class RoundTime(Filter):
     def __init__(self, options: RoundTimeOptions) -> None:
         super().__init__(options)
         self._step = timedelta(seconds=options.to)
+        self._seconds = int(options.to)
+        # Every UTC day starts at a multiple of such a step from the epoch, so flooring within
+        # the day is enough: integer arithmetic instead of timedelta arithmetic and isoformat.
+        self._within_day = 86400 % self._seconds == 0
         self._paths = [split_path(p) for p in options.fields]
 
     def floor(self, value: Any) -> str | None:
@@ -532,6 +566,12 @@ class RoundTime(Filter):
         if dt is None:
             return None
         try:
+            if self._within_day:
+                dt = dt.astimezone(UTC)
+                s = dt.hour * 3600 + dt.minute * 60 + dt.second
+                s -= s % self._seconds
+                return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+                        f"T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z")
             floored = _EPOCH + ((dt - _EPOCH) // self._step) * self._step
         except OverflowError:
             return None
