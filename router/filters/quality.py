@@ -7,7 +7,7 @@ import hashlib
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, Protocol
 
@@ -270,7 +270,7 @@ class Sample(Filter):
 
 
 class SeenSet(Protocol):
-    """Remembers keys for a window; a shared (e.g. Redis) one can replace the in-memory one."""
+    """Remembers keys for a window, in this process (``MemorySeenSet``)."""
 
     def seen(self, key: bytes, now: float) -> bool:
         """True if ``key`` was recorded less than a window ago; else record it at ``now``."""
@@ -279,6 +279,23 @@ class SeenSet(Protocol):
     def forget(self, key: bytes) -> None:
         """Drop ``key`` (its event was not stored after all)."""
         ...
+
+
+class SharedSeenSet(Protocol):
+    """A SeenSet router instances share (``router.shared.RedisSeenSet``): the keys of a request
+    are asked about together, in one round trip."""
+
+    async def record(self, keys: Sequence[bytes]) -> list[Callable[[], None] | None]:
+        """For each key in order: None if seen less than a window ago (a duplicate), else it is
+        recorded now and the callable forgets it again (a key twice in ``keys`` is a duplicate
+        the second time)."""
+        ...
+
+
+class SharedStore(Protocol):
+    """Where shared SeenSets come from (``router.shared.RedisShared``)."""
+
+    def seen_set(self, scope: str, window: float) -> SharedSeenSet: ...
 
 
 class MemorySeenSet:
@@ -314,6 +331,16 @@ class MemorySeenSet:
         self._first_seen.pop(key, None)
 
 
+class _NotHere:
+    """The SeenSet of a dedupe whose memory is shared: per-event calls are a bug."""
+
+    def seen(self, key: bytes, now: float) -> bool:
+        raise TypeError("a shared dedupe decides per request: `await Pipeline.run(events)`")
+
+    def forget(self, key: bytes) -> None:
+        raise TypeError("a shared dedupe forgets through what its shared set returned")
+
+
 class DedupeOptions(Options):
     """``fields`` that identify a sender, the ``window`` to count it once in, a memory bound."""
 
@@ -326,7 +353,11 @@ class DedupeOptions(Options):
 
 @register
 class Dedupe(Filter):
-    """Drop an event whose key fields were already seen within ``window`` (e.g. retries)."""
+    """Drop an event whose key fields were already seen within ``window`` (e.g. retries).
+
+    In this process's memory by default; in the global pipeline of a router on a Redis spool,
+    ``share`` moves the memory to Redis so that every instance sees every key (``call_batch``).
+    """
 
     type = "dedupe"
     Options = DedupeOptions
@@ -342,8 +373,25 @@ class Dedupe(Filter):
         super().__init__(options)
         self._paths = [split_path(p) for p in options.fields]
         self._by_name = options.by_name
+        self._window = options.window
         self._seen = seen if seen is not None else MemorySeenSet(options.window, options.max_keys)
+        self._shared: SharedSeenSet | None = None
         self._clock = clock
+        self.call_batch: Callable[[list[Event]], Awaitable[list[Event | None]]] | None = None
+
+    @property
+    def shared_scope(self) -> str:
+        """Names this filter's keys in a shared store: the same fields, the same memory (a
+        reload that only changes ``window`` keeps it)."""
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(orjson.dumps([list(self.options.fields), self._by_name]))
+        return digest.hexdigest()
+
+    def share(self, store: SharedStore, scope: str) -> None:
+        """Keep the seen keys in ``store`` from now on: the pipeline then calls ``call_batch``."""
+        self._shared = store.seen_set(scope, self._window)
+        self._seen = _NotHere()  # a per-event call now would quietly dedupe in this process only
+        self.call_batch = self._check_shared
 
     def key(self, event: Event) -> bytes | None:
         """A digest of the key values (never the values themselves); None if all are missing."""
@@ -367,3 +415,19 @@ class Dedupe(Filter):
             return None
         event.undo = [*(event.undo or ()), partial(self._seen.forget, key)]
         return event
+
+    async def _check_shared(self, events: list[Event]) -> list[Event | None]:
+        """``__call__`` for all of a request's events at once, against the shared set."""
+        assert self._shared is not None
+        keys = [self.key(e) for e in events]
+        forgets = iter(await self._shared.record([k for k in keys if k is not None]))
+        out: list[Event | None] = []
+        for event, key in zip(events, keys, strict=True):
+            if key is None:
+                out.append(event)
+            elif (forget := next(forgets)) is None:
+                out.append(None)
+            else:
+                event.undo = [*(event.undo or ()), forget]
+                out.append(event)
+        return out
