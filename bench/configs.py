@@ -53,12 +53,21 @@ def webhook(upstream_port: int) -> dict[str, Any]:
 
 
 def default(data: Path, upstream_port: int, *, store: bool = True) -> dict[str, Any]:
-    """The shipped config (store ``archive`` + ``posthog``) plus a webhook backend ``hooks``."""
+    """Scenario 1's config: the shipped one (store ``archive``; ``posthog`` stays off, as it
+    does without an API key) plus a webhook backend ``hooks``; ``store=False`` leaves the store
+    out (a local file cannot be "down")."""
     doc = _absolute(shipped(), data)
+    doc["backends"].pop("posthog")
     if not store:
         doc["backends"].pop("archive")
     doc["backends"]["hooks"] = webhook(upstream_port)
     return doc
+
+
+def with_posthog(data: Path) -> dict[str, Any]:
+    """The shipped config as ops who use PostHog run it: store ``archive`` + ``posthog`` (its
+    key set by ``router_env``), for the comparison with the nginx + Lua peer."""
+    return _absolute(shipped(), data)
 
 
 def pipeline_only(data: Path, upstream_port: int, steps: list[dict[str, Any]]) -> dict[str, Any]:

@@ -88,12 +88,36 @@ class Proc:
             return ""
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by ``pid`` and its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for current in _tree(pid):
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every descendant alive now."""
+    out, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                stack.extend(int(child) for child in task.read_text().split())
+    return out
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of ``pid`` and all its descendants, in bytes (0 if it is gone)."""
     total = 0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
+    for current in _tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
@@ -102,9 +126,6 @@ def tree_rss(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
                 break
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                stack.extend(int(child) for child in task.read_text().split())
     return total
 
 

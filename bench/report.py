@@ -57,7 +57,7 @@ def build(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         )
     )
 
-    fast = ratio(router_rps, dig(peer, "fast", "rps", "median"))
+    fast = ratio(dig(r, "posthog", "fast", "rps", "median"), dig(peer, "fast", "rps", "median"))
     targets.append(
         target(
             "vs nginx+Lua, fast upstream",
@@ -67,7 +67,8 @@ def build(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         )
     )
     slow = ratio(
-        dig(r, "slow_upstream", "rps", "median"), dig(peer, "slow_upstream", "rps", "median")
+        dig(r, "posthog", "slow_upstream", "rps", "median"),
+        dig(peer, "slow_upstream", "rps", "median"),
     )
     targets.append(
         target(
@@ -77,12 +78,13 @@ def build(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
             None if slow is None else slow >= 5,
         )
     )
-    lost, peer_lost = dig(r, "outage", "lost"), dig(peer, "outage", "lost_pct")
+    lost, peer_lost = dig(r, "posthog", "outage", "lost"), dig(peer, "outage", "lost_pct")
     targets.append(
         target(
             "10 s upstream outage in a 30 s run",
             "0 acknowledged events lost",
-            f"router lost {lost} of {dig(r, 'outage', 'acknowledged')}; peer lost {peer_lost} %",
+            f"router lost {lost} of {dig(r, 'posthog', 'outage', 'acknowledged')}; "
+            f"peer lost {peer_lost} %",
             None if lost is None else lost == 0,
         )
     )
@@ -213,8 +215,14 @@ def markdown(summary: dict[str, Any]) -> str:
             "events_per_s",
         ),
         (
-            "router, single, upstream +50 ms",
-            dig(results, "router", "slow_upstream"),
+            "router (store + posthog), fast upstream",
+            dig(results, "router", "posthog", "fast"),
+            base_single,
+            "rps",
+        ),
+        (
+            "router (store + posthog), upstream +50 ms",
+            dig(results, "router", "posthog", "slow_upstream"),
             base_single,
             "rps",
         ),
@@ -243,8 +251,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "| server / scenario | req/s median (min-max) | events/s | p50 ms | p99 ms "
-        "| x baseline | peak RSS MB |",
-        "|---|---|---|---|---|---|---|",
+        "| x baseline | server CPU us/event | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, res, base, key in rows:
         if not res or "rps" not in res:
@@ -252,10 +260,11 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {_range(res['rps'])} | {_n(res['events_per_s']['median'])} | "
             f"{res['p50_ms']['median']} | {res['p99_ms']['median']} | "
-            f"{ratio(res[key]['median'], base)} | {res['peak_rss_mb']} |"
+            f"{ratio(res[key]['median'], base)} | "
+            f"{dig(res, 'cpu_us_per_event', 'median')} | {res['peak_rss_mb']} |"
         )
     outage = [
-        ("router", dig(results, "router", "outage")),
+        ("router (store + posthog)", dig(results, "router", "posthog", "outage")),
         ("peer", dig(results, "peer", "outage")),
     ]
     if any(o for _, o in outage):
@@ -276,7 +285,8 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             f"Drain of {drain['events']:,} queued events: "
             f"{drain['seconds']} s, {_n(drain['events_per_s'])} events/s (slowest "
-            f"backend); peak RSS {drain['peak_rss_mb']} MB.",
+            f"backend); peak RSS {drain['peak_rss_mb']} MB; server CPU "
+            f"{drain.get('cpu_us_per_event')} us per event (all backends).",
             "",
             "| backend | seconds | events/s |",
             "|---|---|---|",

@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ import configs
 import nginx
 import report
 import wrk
-from procs import LOOPBACK, Proc, RssSampler, free_port, tree_rss, wait_port
+from procs import LOOPBACK, Proc, RssSampler, free_port, tree_cpu, tree_rss, wait_port
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -46,13 +47,13 @@ SCENARIOS = ("ceiling", "baseline", "router", "peer", "drain", "pipeline", "work
 class Settings:
     """How long and how hard: the defaults fit the whole suite in under 10 minutes."""
 
-    seconds: float = 8.0  # per measured run
+    seconds: float = 6.0  # per measured run
     runs: int = 3
     connections: int = 64
     batch_connections: int = 16  # 100 events per request: fewer connections suffice
     outage_seconds: float = 30.0  # the run; the upstream is down for its middle third
     drain_events: int = 1_000_000
-    down_seconds: float = 20.0  # scenario 4: ingest with every backend down
+    down_seconds: float = 15.0  # scenario 4: ingest with every backend down
     drain_timeout: float = 300.0
 
 
@@ -85,9 +86,10 @@ class Suite:
     ) -> dict[str, Any]:
         """``runs`` wrk runs against ``url`` with the RSS of ``pid``'s tree sampled throughout."""
         s = self.settings
-        loads = []
+        loads, cpu = [], []
         with RssSampler(pid) as rss:
             for _ in range(runs or s.runs):
+                before = tree_cpu(pid)
                 loads.append(
                     wrk.run(
                         url,
@@ -97,7 +99,8 @@ class Suite:
                         events_per_request=events_per_request,
                     )
                 )
-        return summarize(loads, rss.peak)
+                cpu.append(tree_cpu(pid) - before)
+        return summarize(loads, rss.peak, cpu)
 
 
 # -- the PostHog/webhook stand-in ---------------------------------------------------------------
@@ -280,28 +283,22 @@ def scenario_baseline(suite: Suite) -> None:
 
 
 def scenario_router(suite: Suite) -> None:
-    """Scenarios 1 and 2, and the router's side of the peer comparison (fast, 50 ms, outage)."""
+    """Scenarios 1 and 2 (store + webhook), then the router's side of the peer comparison
+    (store + posthog): fast upstream, +50 ms, a 10 s outage."""
     up = suite.upstream
     assert up is not None
     s = suite.settings
     out: dict[str, Any] = {
-        "config": "config/router.yaml (SQLite spool; store + posthog) "
-        "+ a webhook backend; upstreams: the local stand-in"
+        "config": "config/router.yaml (SQLite spool, store) + a webhook backend",
+        "posthog_config": "config/router.yaml with POSTHOG_API_KEY set (store + posthog)",
     }
     with router("default", configs.default(WORK / "default", up.port), up) as r:
         up.reset()
         out["single"] = suite.series(r.url("/beacon"), "beacon", r.pid)
         out["single"]["settle_s"] = r.wait_drained(60)
         out["single"]["upstream"] = upstream_ratios(up)
-        up.reset(delay_ms=50)
-        out["slow_upstream"] = suite.series(r.url("/beacon"), "beacon", r.pid)
-        out["slow_upstream"]["settle_s"] = r.wait_drained(60)
-        out["slow_upstream"]["upstream"] = upstream_ratios(up)
-        out["outage"] = outage_run(
-            suite, r.url("/beacon"), r.pid, "/batch/", settle=lambda: r.wait_drained(120)
-        )
-        # Batches last: their backlog (over a million events) is left undelivered when the
-        # router stops; the drain scenario measures delivery of such a backlog on its own.
+        # Batches last: their backlog is left undelivered when the router stops; the drain
+        # scenario measures the delivery of such a backlog on its own.
         up.reset()
         out["batch"] = suite.series(
             r.url("/batch/"),
@@ -310,6 +307,20 @@ def scenario_router(suite: Suite) -> None:
             events_per_request=100,
             connections=s.batch_connections,
         )
+    peer: dict[str, Any] = {}
+    with router("posthog", configs.with_posthog(WORK / "posthog"), up) as r:
+        up.reset()
+        peer["fast"] = suite.series(r.url("/beacon"), "beacon", r.pid)
+        peer["fast"]["settle_s"] = r.wait_drained(60)
+        peer["fast"]["upstream"] = upstream_ratios(up)
+        up.reset(delay_ms=50)
+        peer["slow_upstream"] = suite.series(r.url("/beacon"), "beacon", r.pid)
+        peer["slow_upstream"]["settle_s"] = r.wait_drained(60)
+        peer["slow_upstream"]["upstream"] = upstream_ratios(up)
+        peer["outage"] = outage_run(
+            suite, r.url("/beacon"), r.pid, "/batch/", settle=lambda: r.wait_drained(120)
+        )
+    out["posthog"] = peer
     up.reset()
     suite.save("router", out)
 
@@ -432,7 +443,7 @@ def scenario_drain(suite: Suite) -> None:
 
     # Scenario 3: everything comes back; time until every backend has every event.
     up.reset()
-    suite.log(f"drain: delivering {total} events to store + posthog + webhook")
+    suite.log(f"drain: delivering {total} events to {', '.join(full['backends'])}")
     with router(name, full, up, fresh=False) as r:
         out["drain"] = drain_run(r, up, total, s.drain_timeout)
     suite.save("drain", out)
@@ -440,8 +451,6 @@ def scenario_drain(suite: Suite) -> None:
 
 def down_run(suite: Suite, r: Router, rss_at_start: int) -> dict[str, Any]:
     """Single-beacon load with the backends down; ingest rate and RSS sampled each second."""
-    import threading
-
     samples: list[dict[str, float]] = []
     stop = threading.Event()
 
@@ -451,7 +460,8 @@ def down_run(suite: Suite, r: Router, rss_at_start: int) -> dict[str, Any]:
             samples.append(
                 {
                     "t": round(time.monotonic() - started, 2),
-                    "queued": r.queued().get("posthog", 0),
+                    # Every configured backend is down: any one's queue counts the intake.
+                    "queued": max(r.queued().values(), default=0),
                     "rss_mb": round(tree_rss(r.pid) / MB, 1),
                 }
             )
@@ -489,6 +499,7 @@ def down_run(suite: Suite, r: Router, rss_at_start: int) -> dict[str, Any]:
 def drain_run(r: Router, up: Upstream, total: int, timeout: float) -> dict[str, Any]:
     """Poll each backend's queue until empty; record when each one got there."""
     started = time.monotonic()
+    cpu_before = tree_cpu(r.pid)
     done: dict[str, float] = {}
     with RssSampler(r.pid, interval=0.5) as rss:
         while time.monotonic() - started < timeout:
@@ -498,6 +509,7 @@ def drain_run(r: Router, up: Upstream, total: int, timeout: float) -> dict[str, 
             if len(done) == len(r.queued()):
                 break
             time.sleep(0.25)
+    cpu = tree_cpu(r.pid) - cpu_before
     ratios = upstream_ratios(up)
     per_backend = {
         name: {"seconds": secs, "events_per_s": round(total / secs) if secs else None}
@@ -511,6 +523,7 @@ def drain_run(r: Router, up: Upstream, total: int, timeout: float) -> dict[str, 
         "backends": per_backend,
         "upstream": ratios,
         "peak_rss_mb": round(rss.peak / MB, 1),
+        "cpu_us_per_event": round(cpu / total * 1e6, 1),
         "timed_out": slowest is None,
     }
 
@@ -569,7 +582,7 @@ def scenario_workers(suite: Suite) -> None:
 # -- summary -----------------------------------------------------------------------------------
 
 
-def summarize(loads: list[wrk.Load], peak_rss: int) -> dict[str, Any]:
+def summarize(loads: list[wrk.Load], peak_rss: int, cpu: list[float]) -> dict[str, Any]:
     """Median and min-max over the runs of each figure."""
 
     def stat(values: list[float]) -> dict[str, float]:
@@ -588,6 +601,15 @@ def summarize(loads: list[wrk.Load], peak_rss: int) -> dict[str, Any]:
         "errors": sum(sum(x.errors.values()) for x in loads),
         "rejected": sum(x.rejected for x in loads),
         "peak_rss_mb": round(peak_rss / MB, 1),
+        # The server's own CPU time (all threads and processes, delivery included) per event:
+        # unlike req/s, other load on the machine does not change it much.
+        "cpu_us_per_event": stat(
+            [
+                c / max(1, x.requests * x.events_per_request) * 1e6
+                for c, x in zip(cpu, loads, strict=True)
+            ]
+        ),
+        "cpu_cores": stat([c / x.seconds for c, x in zip(cpu, loads, strict=True)]),
     }
 
 

@@ -72,7 +72,7 @@ def run(
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
-        f"-d{seconds}s",
+        f"-d{max(1, round(seconds))}s",
         "--timeout",
         f"{timeout_s}s",
         "-s",
