@@ -77,6 +77,8 @@ class Pipeline:
                 plain = []
         if self._stages:
             self._stages.append((Pipeline._of(plain, on_drop), None))
+        # A step decides per request: run with ``await run(events)``, not per event.
+        self.batched = bool(self._stages)
 
     @classmethod
     def _of(cls, steps: list[Step], on_drop: DropHook | None) -> Pipeline:
@@ -86,11 +88,6 @@ class Pipeline:
 
     def __len__(self) -> int:
         return len(self._steps)
-
-    @property
-    def batched(self) -> bool:
-        """Whether a step decides per request: run with ``await run(events)``, not per event."""
-        return bool(self._stages)
 
     def __call__(self, event: Event) -> Event | None:
         for name, step, when in self._steps:
