@@ -194,7 +194,7 @@ class RateLimitConfig(Strict):
 
 
 class LimitsConfig(Strict):
-    """``limits:`` — ingest rate limits; token buckets held in memory only, never stored."""
+    """``limits:`` — ingest rate limits; token buckets of digests (in Redis on a Redis spool)."""
 
     per_ip: RateLimitConfig | None = Field(None, description="requests per client IP")
     per_installation: RateLimitConfig | None = Field(
