@@ -19,6 +19,7 @@ turn a Redis outage into a total one; the spool write refuses anyway. The outage
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -233,7 +234,7 @@ class RedisShared:
 
     async def _forget_some(self) -> None:
         while self._forgotten:
-            batch = list(self._forgotten.items())[:_FORGET_CHUNK]
+            batch = list(itertools.islice(self._forgotten.items(), _FORGET_CHUNK))
             await self._forget(keys=[k for k, _ in batch], args=[v for _, v in batch])
             for key, value in batch:
                 if self._forgotten.get(key) == value:
