@@ -81,7 +81,8 @@ def build(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     lost, peer_lost = dig(r, "posthog", "outage", "lost"), dig(peer, "outage", "lost_pct")
     targets.append(
         target(
-            "10 s upstream outage in a 30 s run",
+            f"{_n(dig(meta, 'settings', 'outage_seconds') / 3)} s upstream outage in a "
+            f"{_n(dig(meta, 'settings', 'outage_seconds'))} s run",
             "0 acknowledged events lost",
             f"router lost {lost} of {dig(r, 'posthog', 'outage', 'acknowledged')}; "
             f"peer lost {peer_lost} %",
