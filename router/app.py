@@ -144,7 +144,8 @@ async def post_beacon(request: web.Request) -> web.Response:
             raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
         body = await read_body(request, router.limits)
         beacons = decode_beacons(body, request.headers.get("Content-Type"), router.limits)
-        router.metrics.received.labels("beacon").inc(len(beacons))
+        metrics = router.metrics
+        metrics.child(metrics.received, "beacon").inc(len(beacons))
         # Keyed on the raw id, before the pipeline hashes it; only a salted digest is kept.
         field_name = router.config.limits.installation_field
         ids = (get_path(b, field_name) for b in beacons)
@@ -158,7 +159,8 @@ async def post_beacon(request: web.Request) -> web.Response:
             Event.new(b, uuid=b.get("uuid"), received_at=received_at, context=context)
             for b in beacons))
     finally:
-        router.metrics.request_latency.labels("/beacon").observe(time.perf_counter() - started)
+        router.metrics.child(router.metrics.request_latency, "/beacon").observe(
+            time.perf_counter() - started)
     return json_response({"accepted": len(beacons)}, status=202)
 
 
@@ -183,7 +185,7 @@ async def make_durable(router: Router, source: str, events: Iterable[Event]) -> 
             for undo in event.undo or ():
                 undo()
         raise
-    router.metrics.accepted.labels(source).inc(len(kept))
+    router.metrics.child(router.metrics.accepted, source).inc(len(kept))
     return len(kept)
 
 
@@ -302,6 +304,8 @@ async def ingest_guard(request: web.Request, handler: Handler) -> web.StreamResp
     else:
         router.rate_limits.check_client(client_ip(request))
     stream = request.content
+    if stream.is_eof():  # the whole body came with the headers (most beacons): nothing to time
+        return await handler(request)
     timeout = router.config.server.request_timeout
     timer = asyncio.get_running_loop().call_later(timeout, _expire_body, stream, timeout)
     try:

@@ -56,6 +56,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         p = "beacon_router_"
         # -- ingest
         self.received = Counter(
@@ -152,6 +153,15 @@ class Metrics:
         self.reload_time.set(time.time())
         for result in ("success", "failure"):
             self.reloads.labels(result)  # both series exist from the start, at 0
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: ``labels()`` takes a lock and builds a
+        key on every call, which shows in the ingest profile. Only for bounded label sets."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -131,7 +131,8 @@ async def _answer(request: web.Request, work: Work, methods: tuple[str, ...]) ->
             response = error_response(exc.status, exc.error, exc.detail, exc.retry_after)
     response.headers.update(source.cors_headers(request, allowed))
     route = request.match_info.route.resource
-    router.metrics.request_latency.labels(route.canonical if route else request.path).observe(
+    metrics = router.metrics
+    metrics.child(metrics.request_latency, route.canonical if route else "unmatched").observe(
         time.perf_counter() - started
     )
     return response
@@ -185,7 +186,7 @@ async def _make_durable(
     now: datetime,
 ) -> None:
     """Run the global pipeline on each event and append the survivors to the spool."""
-    router.metrics.received.labels(SOURCE).inc(len(events))
+    router.metrics.child(router.metrics.received, SOURCE).inc(len(events))
     context = replace(request_context(request), token=token)  # memory only, like the client IP
     received_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     await make_durable(router, SOURCE, (

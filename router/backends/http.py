@@ -7,6 +7,7 @@ the host and what went wrong, never the URL's path or query (webhook URLs often 
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -38,6 +39,21 @@ class HttpClient:
         self.timeout = timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # HTTPS_PROXY / NO_PROXY, read once: self-hosted routers often sit behind a proxy, and
+        # aiohttp's trust_env would read the environment (and ~/.netrc) again per request.
+        self._proxies = urllib.request.getproxies_environment()
+        self._proxy_for: dict[str, str | None] = {}
+
+    def _proxy(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxy_for:
+            proxy = self._proxies.get(parts.scheme)
+            if proxy and urllib.request.proxy_bypass_environment(parts.hostname or "",
+                                                                 self._proxies):
+                proxy = None
+            self._proxy_for[origin] = proxy
+        return self._proxy_for[origin]
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -45,8 +61,6 @@ class HttpClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers={"User-Agent": USER_AGENT},
-                # Honour HTTPS_PROXY / NO_PROXY: self-hosted routers often sit behind one.
-                trust_env=True,
             )
         return self._session
 
@@ -62,7 +76,8 @@ class HttpClient:
         try:
             # Redirects are not followed: a signed body must not be replayed to another host.
             async with self._get_session().request(
-                method, url, headers=headers, data=body, allow_redirects=False
+                method, url, headers=headers, data=body, allow_redirects=False,
+                proxy=self._proxy(url),
             ) as resp:
                 return HttpResponse(
                     resp.status, resp.headers, await resp.content.read(MAX_RESPONSE_BYTES)

@@ -97,3 +97,31 @@ async def test_send_classifies_the_status_for_the_whole_batch(aiohttp_server, cl
 )
 def test_host_of_keeps_only_host_and_port(url, host):
     assert host_of(url) == host
+
+
+async def test_http_proxy_from_the_environment_is_used_unless_no_proxy_says_otherwise(
+        aiohttp_server, monkeypatch):
+    from aiohttp import web
+
+    from router.backends.http import HttpClient
+
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append(str(request.url))  # a proxy gets the absolute URL of the real target
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    client = HttpClient(timeout=5)
+    try:
+        result = await client.send("POST", "http://vendor.invalid/batch/", 1, body=b"{}")
+        assert result.ok and seen == ["http://vendor.invalid/batch/"]
+        bypassed = await client.send("POST", "http://direct.invalid/x", 1, body=b"{}")
+        assert bypassed.retry, "NO_PROXY host must be reached directly (and does not exist)"
+        assert len(seen) == 1
+    finally:
+        await client.aclose()
