@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+
 import pytest
-from support import RouterProcess, free_port
+import redis.asyncio as redis
+from support import REDIS_URL, RouterProcess, free_port, require_service
 
 
 @pytest.fixture
@@ -21,3 +25,16 @@ def router_process(tmp_path):
     yield make
     for proc in made:
         proc.stop()
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own, every key under it deleted after the test."""
+    require_service("Redis", "127.0.0.1", 6379)
+    name = f"test:{uuid.uuid4().hex}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{name}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()

@@ -18,6 +18,7 @@ from aiohttp import web
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the test Redis (CI and this machine)
 
 
 def require_service(name: str, host: str, port: int) -> None:

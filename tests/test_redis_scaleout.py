@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 from support import (
     RouterProcess,
     TcpProxy,
     WebhookReceiver,
     beacon,
     free_port,
-    require_service,
     send_beacon,
 )
 
@@ -48,18 +45,6 @@ backends:
 """
     for name in BACKENDS
 )
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_service("Redis", "127.0.0.1", 6379)
-    name = f"test:{uuid.uuid4().hex}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture

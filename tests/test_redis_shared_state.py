@@ -25,7 +25,6 @@ from support import (
     WebhookReceiver,
     beacon,
     free_port,
-    require_service,
 )
 
 from router.app import ROUTER, create_app
@@ -35,18 +34,6 @@ from router.spool import RedisSpool, SqliteSpool
 
 pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_service("Redis", "127.0.0.1", 6379)
-    name = f"test:{uuid.uuid4().hex}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
-from support import free_port, require_service
+from support import free_port
 
 from router.config import loads
 from router.errors import ConfigError, Unavailable
@@ -23,18 +22,6 @@ URL = "redis://127.0.0.1:6379/0"
 
 def bodies(n: int, start: int = 0) -> list[bytes]:
     return [f'{{"n": {i}}}'.encode() for i in range(start, start + n)]
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_service("Redis", "127.0.0.1", 6379)
-    name = f"test:{uuid.uuid4().hex}"
-    yield name
-    client = redis.Redis.from_url(URL)
-    keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture
