@@ -20,7 +20,7 @@ test: $(BIN)/beacon-router
 
 lint: $(BIN)/beacon-router
 	$(BIN)/ruff check router tests
-	$(BIN)/ruff format --check router tests
+	$(BIN)/mypy router
 
 check: $(BIN)/beacon-router
 	$(BIN)/beacon-router check --config $(CONFIG)

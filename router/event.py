@@ -106,7 +106,14 @@ class _Uuids(threading.local):
 
 
 _uuids = _Uuids()
-os.register_at_fork(after_in_child=_uuids.__init__)
+
+
+def _new_stream_after_fork() -> None:
+    # A forked worker must never repeat its parent's pooled randomness.
+    _uuids.next = _uuid_stream().__next__
+
+
+os.register_at_fork(after_in_child=_new_stream_after_fork)
 
 
 def now_iso() -> str:

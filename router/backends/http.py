@@ -49,8 +49,8 @@ class HttpClient:
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._proxy_for:
             proxy = self._proxies.get(parts.scheme)
-            if proxy and urllib.request.proxy_bypass_environment(parts.hostname or "",
-                                                                 self._proxies):
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            if proxy and bypass(parts.hostname or "", self._proxies):
                 proxy = None
             self._proxy_for[origin] = proxy
         return self._proxy_for[origin]

@@ -12,7 +12,7 @@ import re
 import secrets
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path as FsPath
 from typing import Any, Literal
@@ -385,7 +385,7 @@ _NEEDS: dict[str, Callable[[str], bool]] = {
 }
 
 
-def _could_match(patterns: list[str]) -> Callable[[str], bool]:
+def _could_match(patterns: Sequence[str]) -> Callable[[str], bool]:
     """Whether one of the built-in ``patterns`` may match in a string (no false negatives)."""
     has_trigger = re.compile(f"[{re.escape(''.join(sorted({_TRIGGERS[p] for p in patterns})))}]")
     needs = [_NEEDS[p] for p in patterns]

@@ -1,0 +1,34 @@
+"""Event stamping: uuids never repeat, not even across a fork."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from router.event import Event, normalize_uuid
+
+
+def test_generated_uuids_are_valid_v4_and_unique():
+    ids = [Event.new({}).uuid for _ in range(5000)]
+    assert len(set(ids)) == 5000
+    assert all(uuid.UUID(i).version == 4 for i in ids[:100])
+
+
+def test_a_forked_child_does_not_repeat_its_parents_uuids():
+    Event.new({})  # the parent has a pool of randomness in use
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next uuids and leave at once
+        os.write(write, " ".join(Event.new({}).uuid for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 65536).decode().split())
+    parent = {Event.new({}).uuid for _ in range(50)}
+    assert len(child) == 50 and not child & parent
+
+
+def test_a_client_uuid_is_kept_in_canonical_form():
+    given = "4D1B6F1A-0C2B-4C8F-9E7D-1234567890AB"
+    assert Event.new({}, uuid=given).uuid == given.lower()
+    assert normalize_uuid("not-a-uuid") is None
