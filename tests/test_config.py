@@ -174,7 +174,8 @@ def test_a_source_condition_limits_a_filter_to_beacons():
 
 def test_source_cannot_be_mixed_with_a_field_test():
     assert "stands alone" in error_of(
-        "pipeline:\n  - {type: drop, fields: [x], when: {source: beacon, field: a, exists: true}}\n")
+        "pipeline:\n"
+        "  - {type: drop, fields: [x], when: {source: beacon, field: a, exists: true}}\n")
 
 
 def test_reject_is_refused_in_a_backend_filter_where_no_client_can_be_answered():

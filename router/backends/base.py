@@ -7,7 +7,6 @@ jitter, Retry-After, dead-lettering — is the delivery worker's.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
