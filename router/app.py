@@ -124,7 +124,7 @@ async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
                                router.metrics)
     router.delivery.start()
     log.info("router started", backends=sorted(router.delivery.workers),
-             filters=len(router.pipeline), listen=router.config.server.listen)
+             filters=len(router.pipeline))
     try:
         yield
     finally:
