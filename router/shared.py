@@ -34,13 +34,13 @@ from redis.exceptions import RedisError
 from .config import SpoolConfig
 from .errors import Unavailable
 from .ratelimit import bucket_digest
+from .spool.redis import RedisOutage
 
 log = structlog.get_logger(__name__)
 
 _CONNECT_TIMEOUT = 2.0  # seconds; as the spool's: a black-holed Redis must not hang a request
 _IO_TIMEOUT = 5.0
 _MAX_CONNECTIONS = 64  # per process; a burst of requests waits for one instead of failing
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0  # pace of new attempts while Redis is unreachable
 _RETRY_AFTER_DOWN = 5.0  # what clients are told while Redis is unreachable (as the spool)
 _FORGET_CHUNK = 1000  # keys per forget script call
 _MAX_FORGOTTEN = 100_000  # keys waiting to be forgotten while Redis is away; the oldest go first
@@ -104,40 +104,6 @@ return '0'
 """
 
 
-class _Outage:
-    """Logs an outage once when it starts and once when it ends; paces new attempts."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.delay = 0.0
-        self.next_try = 0.0
-
-    def waiting(self) -> bool:
-        """Down, and too soon to try again."""
-        return self.since is not None and time.monotonic() < self.next_try
-
-    def failed(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if self.since is None:
-            self.since, self.delay = now, _BACKOFF_FIRST
-            log.warning(
-                "redis unavailable for shared state: rate limits are not enforced and dedupe "
-                "answers 503 until it is back",
-                error=str(exc) or type(exc).__name__,
-            )
-        else:
-            self.delay = min(self.delay * 2, _BACKOFF_MAX)
-        self.next_try = now + self.delay
-
-    def recovered(self) -> None:
-        if self.since is not None:
-            log.info(
-                "redis available again for shared state",
-                outage_seconds=round(time.monotonic() - self.since, 1),
-            )
-            self.since, self.delay, self.next_try = None, 0.0, 0.0
-
-
 class RedisShared:
     """One router process's handle on the shared state (see the module docstring)."""
 
@@ -157,7 +123,9 @@ class RedisShared:
         self._record = self.client.register_script(_RECORD)
         self._forget = self.client.register_script(_FORGET)
         self._take = self.client.register_script(_TAKE)
-        self._outage = _Outage()
+        self._outage = RedisOutage(
+            "redis unavailable for shared state: rate limits are not enforced and dedupe "
+            "answers 503 until it is back", label="redis available again for shared state")
         self._salt: tuple[int, bytes] | None = None  # (UTC day, salt)
         self._forgotten: dict[str, str] = {}  # key → the value it was recorded with
         self._forgetter: asyncio.Task[None] | None = None

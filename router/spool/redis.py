@@ -66,10 +66,13 @@ class _Reader:
     claim_from: str = "0-0"  # XAUTOCLAIM's scan cursor
 
 
-class _Outage:
-    """Logs a Redis outage once when it starts and once when it ends; paces retries."""
+class RedisOutage:
+    """Logs a Redis outage once when it starts and once when it ends; paces new attempts.
 
-    def __init__(self) -> None:
+    ``what`` says what the outage means for ops (it is the warning's text)."""
+
+    def __init__(self, what: str, *, label: str = "redis available again") -> None:
+        self.what, self.label = what, label
         self.since: float | None = None
         self.delay = 0.0
         self.next_try = 0.0
@@ -81,23 +84,22 @@ class _Outage:
     def wait_time(self) -> float:
         return max(0.0, self.next_try - time.monotonic())
 
+    def waiting(self) -> bool:
+        """Down, and too soon to try again."""
+        return self.down and self.wait_time() > 0
+
     def failed(self, exc: Exception) -> None:
         now = time.monotonic()
         if self.since is None:
             self.since, self.delay = now, _BACKOFF_FIRST
-            log.warning(
-                "redis unavailable: ingest answers 503 and delivery waits until it is back",
-                error=str(exc) or type(exc).__name__,
-            )
+            log.warning(self.what, error=str(exc) or type(exc).__name__)
         else:
             self.delay = min(self.delay * 2, _BACKOFF_MAX)
         self.next_try = now + self.delay
 
     def recovered(self) -> None:
         if self.since is not None:
-            log.info(
-                "redis available again", outage_seconds=round(time.monotonic() - self.since, 1)
-            )
+            log.info(self.label, outage_seconds=round(time.monotonic() - self.since, 1))
             self.since, self.delay, self.next_try = None, 0.0, 0.0
 
 
@@ -129,7 +131,8 @@ class RedisSpool:
         self._client: Redis | None = None
         self._readers: dict[str, _Reader] = {}
         self._depths: dict[str, int] = {}
-        self._outage = _Outage()
+        self._outage = RedisOutage(
+            "redis unavailable: ingest answers 503 and delivery waits until it is back")
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dead: RedisDeadLetters | None = None
@@ -304,7 +307,7 @@ class RedisSpool:
         if reader.stash:
             entries, reader.stash = reader.stash[:limit], reader.stash[limit:]
             return entries
-        if self._outage.down and self._outage.wait_time() > 0:
+        if self._outage.waiting():
             return []
         try:
             entries = await self._next(backend, reader, limit)
@@ -320,7 +323,7 @@ class RedisSpool:
         reader = self._readers[backend]
         if reader.stash:
             return
-        if self._outage.down and self._outage.wait_time() > 0:
+        if self._outage.waiting():
             await asyncio.sleep(min(timeout, self._outage.wait_time()))
             return
         block = max(1, int(min(timeout, _MAX_BLOCK) * 1000))
