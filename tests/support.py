@@ -42,8 +42,11 @@ def free_port() -> int:
 class RouterProcess:
     """``beacon-router serve`` as a real subprocess, for tests that kill it."""
 
-    def __init__(self, config: str, port: int, workdir: str) -> None:
+    def __init__(self, config: str, port: int, workdir: str, *,
+                 args: tuple[str, ...] = ("--log-format", "json"),
+                 env: dict[str, str] | None = None) -> None:
         self.config, self.port, self.workdir = config, port, workdir
+        self.args, self.env = args, env or {}
         self.log = os.path.join(workdir, "router.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -55,9 +58,9 @@ class RouterProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "router.cli", "serve", "--config", self.config,
-                 "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"],
+                 "--listen", f"127.0.0.1:{self.port}", *self.args],
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": REPO})
+                env={**os.environ, "PYTHONPATH": REPO, **self.env})
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -3,9 +3,6 @@ a live router — schemathesis finds no 5xx and no answer the description does n
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +19,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from support import REPO, free_port
+from support import REPO, RouterProcess, free_port
 
 from router.app import create_app
 from router.config import loads
@@ -100,46 +97,28 @@ def live_router(tmp_path_factory):
     """``beacon-router serve`` with CONFIG in a fresh folder, as a real process; its base URL."""
     workdir = tmp_path_factory.mktemp("openapi")
     (workdir / "router.yaml").write_text(CONFIG)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(workdir / "router.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "router.cli",
-                "serve",
-                "--config",
-                "router.yaml",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--log-format",
-                "json",
-            ],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": REPO},
-        )
+    router = RouterProcess("router.yaml", free_port(), str(workdir))
+    router.start()
+    url = router.url
     try:
-        _wait_ready(url, proc, workdir)
+        _wait_ready(url, router)
         _post(
             url + "/beacon",
             [{"installation_id": f"install-{i}", "version": "1.4.2"} for i in range(3)],
         )  # something for stats and the DLQ views
         yield url
     finally:
-        proc.kill()
-        proc.wait(10)
+        router.stop()
     logs = (workdir / "router.log").read_text(errors="replace")
     assert "unhandled error" not in logs, logs[-5000:]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], workdir: Path) -> None:
+def _wait_ready(url: str, router: RouterProcess) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((workdir / "router.log").read_text(errors="replace"))
+        assert router.proc is not None
+        if router.proc.poll() is not None:
+            raise AssertionError(router.logs())
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=2) as resp:
                 if resp.status == 200:

@@ -41,33 +41,14 @@ class Workers(RouterProcess):
     """``beacon-router serve --workers N``; knows its workers' pids from the log."""
 
     def __init__(self, config: str, port: int, workdir: str, workers: int | None) -> None:
-        super().__init__(config, port, workdir)
+        flag = ("--workers", str(workers)) if workers else ()
+        super().__init__(config, port, workdir, args=("--log-format", "json", *flag))
         self.workers = workers
         self._log_from = 0
 
     def start(self) -> None:
         self._log_from = os.path.getsize(self.log) if os.path.exists(self.log) else 0
-        with open(self.log, "ab") as log:
-            flag = ["--workers", str(self.workers)] if self.workers else []
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "router.cli",
-                    "serve",
-                    "--config",
-                    self.config,
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--log-format",
-                    "json",
-                    *flag,
-                ],
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": REPO},
-            )
+        super().start()
 
     def events(self, name: str) -> list[dict]:
         with open(self.log, encoding="utf-8", errors="replace") as fh:

@@ -150,29 +150,10 @@ def test_logs_are_for_humans_when_stderr_is_a_terminal():
         json.loads(text.strip())
 
 
-class DefaultFormatRouter(RouterProcess):
+def default_format_router(config: str, port: int, workdir: str) -> RouterProcess:
     """``beacon-router serve`` with no --log-format: the default a container would run."""
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "router.cli",
-                    "serve",
-                    "--config",
-                    self.config,
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--log-level",
-                    "debug",
-                ],
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": REPO, "BEACON_HASH_KEY": HASH_KEY},
-            )
+    return RouterProcess(config, port, workdir, args=("--log-level", "debug"),
+                         env={"BEACON_HASH_KEY": HASH_KEY})
 
 
 CLIENT_IP = "203.0.113.77"  # the address the router believes, through a trusted proxy
@@ -195,7 +176,7 @@ async def test_a_real_routers_log_holds_no_client_ip_and_no_raw_installation_id(
               retry: {{initial: 10ms, max: 20ms}}}}
     """)
     )
-    router = DefaultFormatRouter(str(tmp_path / "router.yaml"), free_port(), str(tmp_path))
+    router = default_format_router(str(tmp_path / "router.yaml"), free_port(), str(tmp_path))
     router.start()
     try:
         await router.wait_ready()
