@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 
 _MISSING = object()
+_CANONICAL_UUID = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _UUID = re.compile(
-    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\Z")
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,7 +136,11 @@ _this_second: tuple[int, str] = (-1, "")
 
 def normalize_uuid(value: object) -> str | None:
     """The canonical lowercase hyphenated form of a client-sent UUID, or None if it is not one."""
-    if not isinstance(value, str) or not _UUID.match(value):
+    if not isinstance(value, str):
+        return None
+    if _CANONICAL_UUID.match(value):  # what SDKs send: already canonical, no UUID object needed
+        return value
+    if not _UUID.match(value):
         return None
     return str(uuid_lib.UUID(value))
 

@@ -32,3 +32,14 @@ def test_a_client_uuid_is_kept_in_canonical_form():
     given = "4D1B6F1A-0C2B-4C8F-9E7D-1234567890AB"
     assert Event.new({}, uuid=given).uuid == given.lower()
     assert normalize_uuid("not-a-uuid") is None
+
+
+def test_uuid_forms_clients_send():
+    canonical = "4d1b6f1a-0c2b-4c8f-9e7d-1234567890ab"
+    assert normalize_uuid(canonical) == canonical
+    assert normalize_uuid(canonical.replace("-", "")) == canonical
+    # A trailing newline is not a UUID (a `$` anchor would let it through to UUID(), which
+    # raises): the event gets a fresh uuid instead of failing the request.
+    assert normalize_uuid(canonical + "\n") is None
+    assert normalize_uuid(canonical.upper() + "\n") is None
+    assert Event.new({}, uuid=canonical + "\n").uuid != canonical

@@ -319,7 +319,12 @@ def _scrubbed(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
+    # A loop, not next(<generator>): this runs for every event of every batch, and building a
+    # generator per call cost more than the search.
+    for value in values:
+        if value is not None:
+            return value
+    return None
 
 
 def _identity(value: Any) -> str | None:
@@ -335,7 +340,10 @@ def _identity(value: Any) -> str | None:
 
 
 def _token_of(*values: Any) -> str | None:
-    return next((v for v in values if isinstance(v, str) and v), None)
+    for value in values:
+        if value and isinstance(value, str):
+            return value
+    return None
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
