@@ -2,8 +2,8 @@
 
 ``create_app(config)`` wires one resource per ``cleanup_ctx`` (spool, delivery) so that start
 and stop sit together, and stop runs in reverse: delivery drains before the spool closes.
-Every request passes the ingest guard first (per-IP rate limit, a deadline for the body), and
-every response leaves with the security headers.
+Every request passes the ingest guard first (per-IP rate limit, a deadline for the body, every
+error as JSON), and every response leaves with the security headers.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
                                       shared=shared))
     # aiohttp's own cap is only a backstop: read_body enforces max_body with a clear 413. Its
     # parser must not decompress either: read_body does, under the max_decompressed cap.
-    app = web.Application(middlewares=[error_middleware, ingest_guard],
+    app = web.Application(middlewares=[ingest_guard],
                           client_max_size=config.server.max_body + 1024,
                           handler_args={"auto_decompress": False})
     app[ROUTER] = router
@@ -252,21 +252,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every error leaves as ``{"error", "detail"}`` JSON; a client's mistake is never a 5xx."""
     try:
         return await handler(request)
-    except InputError as exc:
+    except Exception as exc:
+        return error_for(request, exc)
+
+
+def error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The JSON answer for an exception a handler raised (re-raised if it is a redirect)."""
+    if isinstance(exc, InputError):
         request.app[ROUTER].metrics.rejected.labels(_source(request), exc.error).inc()
         return error_response(exc.status, exc.error, exc.detail, exc.retry_after)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         error = exc.reason.lower().replace(" ", "_")
         resp = error_response(exc.status, error, exc.text or exc.reason)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 resp.headers[name] = exc.headers[name]
         return resp
-    except Exception:
-        log.exception("unhandled error", path=request.path, method=request.method)
-        return error_response(500, "internal_error", "the router failed; see its log")
+    # (called from an except clause: log.exception finds the traceback there)
+    log.exception("unhandled error", path=request.path, method=request.method)
+    return error_response(500, "internal_error", "the router failed; see its log")
 
 
 def _source(request: web.Request) -> str:
@@ -294,26 +300,33 @@ class _BodyTooSlow(TimeoutError):
 
 @web.middleware
 async def ingest_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Before a handler reads anything: the per-IP rate limit; while it reads: a deadline, so a
-    client that trickles its body (slowloris) gets 408 rather than holding a handler."""
-    if request.path in PROBES:
-        return await handler(request)
-    router = request.app[ROUTER]
-    if router.rate_limits.shared:
-        await router.rate_limits.check_client_shared(client_ip(request))
-    else:
-        router.rate_limits.check_client(client_ip(request))
-    stream = request.content
-    if stream.is_eof():  # the whole body came with the headers (most beacons): nothing to time
-        return await handler(request)
-    timeout = router.config.server.request_timeout
-    timer = asyncio.get_running_loop().call_later(timeout, _expire_body, stream, timeout)
+    """``error_middleware`` and, before a handler reads anything, the per-IP rate limit; while
+    it reads, a deadline, so a client that trickles its body (slowloris) gets 408 rather than
+    holding a handler.
+
+    The main app's only middleware: each layer costs every request a coroutine and a wrapper
+    of aiohttp's, so error handling is done here rather than by a second one."""
     try:
-        return await handler(request)
-    except _BodyTooSlow as exc:
-        raise RequestTimeout(str(exc)) from None
-    finally:
-        timer.cancel()
+        if request.path in PROBES:
+            return await handler(request)
+        router = request.app[ROUTER]
+        if router.rate_limits.shared:
+            await router.rate_limits.check_client_shared(client_ip(request))
+        else:
+            router.rate_limits.check_client(client_ip(request))
+        stream = request.content
+        if stream.is_eof():  # the whole body came with the headers (most beacons): no timer
+            return await handler(request)
+        timeout = router.config.server.request_timeout
+        timer = asyncio.get_running_loop().call_later(timeout, _expire_body, stream, timeout)
+        try:
+            return await handler(request)
+        except _BodyTooSlow as exc:
+            raise RequestTimeout(str(exc)) from None
+        finally:
+            timer.cancel()
+    except Exception as exc:
+        return error_for(request, exc)
 
 
 def _expire_body(stream: StreamReader, timeout: float) -> None:
