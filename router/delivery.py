@@ -106,13 +106,13 @@ class Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            await self._wait(left)
+            await self._wait(left, at_least=self.batch_limit - len(entries))
             more = await self.spool.read(self.name, self.batch_limit - len(entries))
             entries.extend(more)
         return entries
 
-    async def _wait(self, timeout: float) -> None:
-        waiter = asyncio.ensure_future(self.spool.wait(self.name, timeout))
+    async def _wait(self, timeout: float, at_least: int = 1) -> None:
+        waiter = asyncio.ensure_future(self.spool.wait(self.name, timeout, at_least))
         stopper = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for fut in (waiter, stopper):

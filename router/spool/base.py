@@ -50,9 +50,10 @@ class Spool(Protocol):
     async def read(self, backend: str, limit: int) -> list[Entry]:
         """Up to ``limit`` entries not yet handed to ``backend``'s worker, oldest first."""
 
-    async def wait(self, backend: str, timeout: float) -> None:
+    async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         """Return once entries may have arrived for ``backend`` since its last read, or after
-        ``timeout`` seconds; returns at once if some arrived already."""
+        ``timeout`` seconds; returns at once if some arrived already. ``at_least`` is a hint:
+        a spool that can count what is waiting may hold on until that many have arrived."""
 
     async def ack(self, backend: str, entries: Sequence[Entry]) -> None:
         """``backend`` is done with these entries (delivered, filtered out or dead-lettered)."""

@@ -317,9 +317,10 @@ class RedisSpool:
         self._outage.recovered()
         return entries
 
-    async def wait(self, backend: str, timeout: float) -> None:
+    async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         """Block on XREADGROUP until entries arrive from any instance; they are kept for the
-        next ``read``. While Redis is unreachable, sleep instead (the delivery backoff)."""
+        next ``read``. While Redis is unreachable, sleep instead (the delivery backoff).
+        (``at_least`` is not used: XREADGROUP already hands over up to a batch at once.)"""
         reader = self._readers[backend]
         if reader.stash:
             return

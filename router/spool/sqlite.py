@@ -178,13 +178,25 @@ class SqliteSpool:
             reader.inflight.append([reader.handed_out, False])
         return [Entry(row[0], row[1]) for row in rows]
 
-    async def wait(self, backend: str, timeout: float) -> None:
-        arrived = self._readers[backend].arrived
-        if not arrived.is_set():
-            try:
-                await asyncio.wait_for(arrived.wait(), timeout)
-            except TimeoutError:
+    async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
+        # Each group commit wakes every reader. A worker filling a batch asks for the rest of
+        # it (``at_least``) and is woken once that many are in the log, or at the deadline, so
+        # it reads once per batch instead of once per commit.
+        reader = self._readers[backend]
+        deadline = time.monotonic() + timeout
+        while True:
+            if not reader.arrived.is_set():
+                try:
+                    await asyncio.wait_for(reader.arrived.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    return
+            if at_least <= 1 or self.last_id - reader.handed_out >= at_least:
                 return
+            if time.monotonic() >= deadline:
+                return
+            # Not enough yet: wait for the next commit. (Whatever arrived stays unread and
+            # is read when this returns; the flag only says when to look.)
+            reader.arrived.clear()
 
     async def ack(self, backend: str, entries: Sequence[Entry]) -> None:
         """Mark entries handed out by ``read`` done; the cursor moves past contiguous done reads.
