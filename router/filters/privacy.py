@@ -495,6 +495,8 @@ class Redact(Filter):
     def __call__(self, event: Event) -> Event | None:
         data = event.data
         if self._paths is None:
+            if self._may_match is not None and nothing_to_redact(data):
+                return event
             self.redact(data)
             return event
         for path in self._paths:
@@ -504,6 +506,42 @@ class Redact(Filter):
             elif isinstance(value, dict | list):
                 self.redact(value)
         return event
+
+
+def nothing_to_redact(data: dict[str, Any]) -> bool:
+    """True when no string in ``data`` can hold a built-in pattern; False means "maybe".
+
+    Decided over the event's JSON text with a few scans in C, ~8 times cheaper on a typical
+    beacon than visiting each string (bench/README.md, "redact"). Each test is implied by what
+    ``_NEEDS`` asks of a single string, so nothing a pattern would replace is skipped.
+    """
+    try:
+        text = orjson.dumps(data)
+    except TypeError:  # not JSON (e.g. a YAML key that is not a string): visit the strings
+        return False
+    if b"://" in text or b"@" in text or b"::" in text or b'\\"' in text:
+        return False
+    # orjson writes a colon outside a string only right after a key's closing quote, and with
+    # no escaped quote in the text (checked above) no string holds `":`: the other colons are
+    # in strings. An IPv6 address without "::" has 7.
+    if text.count(b":") - text.count(b'":') >= 6:
+        return False
+    return not _dotted_quad_possible(text)
+
+
+def _dotted_quad_possible(text: bytes) -> bool:
+    """Whether three dots lie close enough for an IPv4 address: each within 13 bytes of the one
+    before (three digits of up to 4 bytes each in UTF-8, as ``\\d`` takes any Unicode digit)."""
+    if text.count(b".") < 3:
+        return False
+    before, last = -100, -100
+    at = text.find(b".")
+    while at >= 0:
+        if at - last <= 13 and last - before <= 13:
+            return True
+        before, last = last, at
+        at = text.find(b".", at + 1)
+    return False
 
 
 # --- round_time ----------------------------------------------------------------------------------

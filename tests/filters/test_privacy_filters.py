@@ -379,3 +379,17 @@ def test_round_time_works_on_the_listed_fields_only() -> None:
 def test_round_time_step_must_be_whole_seconds(to: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         RoundTimeOptions.model_validate({"to": to})
+
+
+def test_redact_pre_check_spares_a_typical_beacon_and_catches_each_pattern() -> None:
+    from router.filters.privacy import nothing_to_redact
+
+    beacon = {"installation_id": "5eed0000-0001-4a1e-9f3c-000000000001", "version": "2.4.1",
+              "platform": {"os": "linux", "os_version": "Ubuntu 22.04"},
+              "timestamp": "2025-11-28T00:10:11Z", "counts": {"users": 12, "ratio": 0.5}}
+    assert nothing_to_redact(beacon)
+    for leak in ("admin@example.com", "https://ops.example.com/x", "10.0.0.1", "fe80::1",
+                 "2001:db8:0:0:0:0:0:1", "٣.٣.٣.٣"):
+        data = {**beacon, "note": f"seen {leak}"}
+        assert not nothing_to_redact(data), leak
+        assert leak not in Redact(RedactOptions())(Event.new(data)).data["note"]
