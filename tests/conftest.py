@@ -7,7 +7,28 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
+import structlog
 from support import REDIS_URL, RouterProcess, free_port, require_service
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_tests_expect(monkeypatch):
+    """A test that runs ``cli.main`` in this process configures structlog as the router does:
+    with a level and ``cache_logger_on_first_use``, which would pin every module's logger to
+    that level for the rest of the session and hide its debug events from later tests'
+    ``capture_logs``. Here the router's configuration applies without the cache, and the
+    defaults come back after each test."""
+    import router.logs
+
+    configure = router.logs.configure
+
+    def uncached(*args, **kwargs):
+        configure(*args, **kwargs)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(router.logs, "configure", uncached)
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
