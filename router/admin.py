@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from . import __version__, auth
-from .app import ROUTER, Router, error_middleware, error_response, json_response, security_headers
+from .app import ROUTER, Router, error_middleware, error_response, json_response
 from .config import load
 from .errors import ConfigError, Unavailable
 from .metrics import event_age
@@ -83,7 +83,6 @@ def create_admin_app(ingest: web.Application) -> web.Application:
     app[RELOADER] = ingest[RELOADER]
     if WORKER in ingest:
         app[WORKER] = ingest[WORKER]
-    app.on_response_prepare.append(security_headers)
     add_admin_routes(app)
     from .stats import add_stats_admin_routes  # /api/stats and /dashboard: admin pages too
 

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 import structlog
@@ -67,7 +68,6 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
                           client_max_size=config.server.max_body + 1024,
                           handler_args={"auto_decompress": False})
     app[ROUTER] = router
-    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_shared_ctx)
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
@@ -249,11 +249,12 @@ def error_response(status: int, error: str, detail: str, retry_after: float | No
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as ``{"error", "detail"}`` JSON; a client's mistake is never a 5xx."""
+    """Every error leaves as ``{"error", "detail"}`` JSON (a client's mistake is never a 5xx),
+    and every response with the security headers."""
     try:
-        return await handler(request)
+        return secured(await handler(request))
     except Exception as exc:
-        return error_for(request, exc)
+        return secured(error_for(request, exc))
 
 
 def error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
@@ -263,7 +264,7 @@ def error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
         return error_response(exc.status, exc.error, exc.detail, exc.retry_after)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise exc
+            raise secured(exc)
         error = exc.reason.lower().replace(" ", "_")
         resp = error_response(exc.status, error, exc.text or exc.reason)
         for name in ("Allow", "Retry-After"):
@@ -305,28 +306,29 @@ async def ingest_guard(request: web.Request, handler: Handler) -> web.StreamResp
     holding a handler.
 
     The main app's only middleware: each layer costs every request a coroutine and a wrapper
-    of aiohttp's, so error handling is done here rather than by a second one."""
+    of aiohttp's, so error handling and the security headers are done here rather than by a
+    second middleware and a response signal."""
     try:
         if request.path in PROBES:
-            return await handler(request)
-        router = request.app[ROUTER]
-        if router.rate_limits.shared:
-            await router.rate_limits.check_client_shared(client_ip(request))
-        else:
-            router.rate_limits.check_client(client_ip(request))
+            return secured(await handler(request))
+        limits = request.app[ROUTER].rate_limits
+        if limits.shared:
+            await limits.check_client_shared(client_ip(request))
+        elif limits.per_ip is not None:
+            limits.check_client(client_ip(request))
         stream = request.content
         if stream.is_eof():  # the whole body came with the headers (most beacons): no timer
-            return await handler(request)
-        timeout = router.config.server.request_timeout
+            return secured(await handler(request))
+        timeout = request.app[ROUTER].config.server.request_timeout
         timer = asyncio.get_running_loop().call_later(timeout, _expire_body, stream, timeout)
         try:
-            return await handler(request)
+            return secured(await handler(request))
         except _BodyTooSlow as exc:
             raise RequestTimeout(str(exc)) from None
         finally:
             timer.cancel()
     except Exception as exc:
-        return error_for(request, exc)
+        return secured(error_for(request, exc))
 
 
 def _expire_body(stream: StreamReader, timeout: float) -> None:
@@ -334,16 +336,26 @@ def _expire_body(stream: StreamReader, timeout: float) -> None:
         stream.set_exception(_BodyTooSlow(f"the body did not arrive within {timeout:g}s"))
 
 
-_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy",
+     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    ("Cache-Control", "no-store"),
+)
+
+R = TypeVar("R", bound=web.StreamResponse)
 
 
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """On every response, errors included; a handler's own value (a page's CSP, a public
-    page's Cache-Control) is kept."""
+def secured(response: R) -> R:
+    """``response`` with the security headers; a handler's own value (a page's CSP, a public
+    page's Cache-Control) is kept. Every response of both apps leaves through a middleware
+    that calls this: aiohttp answers a request that matched no route (a malformed one) itself,
+    without middlewares or response signals either way."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Content-Security-Policy", _CSP)
-    headers.setdefault("Cache-Control", "no-store")
+    for name, value in _SECURITY_HEADERS:
+        if name not in headers:
+            headers[name] = value
     headers["Server"] = "beacon-router"  # not aiohttp's default, which names its version
+    return response
