@@ -195,3 +195,38 @@ async def test_an_unhealthy_backend_is_probed_one_batch_at_a_time(spool):
     assert probes >= 5, "the backend should have been unhealthy for a while"
     assert most_probes == 1, "while unhealthy, only one batch at a time may be sent"
     assert worker.health.healthy
+
+
+async def test_a_webhook_gets_spooled_bytes_and_a_corrupt_entry_is_dead_lettered_alone(spool):
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from router.backends.webhook import WebhookBackend, WebhookOptions
+
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.extend((await request.json())["events"])
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    sent = await put(spool, 2)
+    await spool.append([b'{"uuid":"truncated'])  # a damaged row: not JSON at all
+    sent += await put(spool, 2)
+    backend = WebhookBackend("test", WebhookOptions(url=str(server.make_url("/hook"))))
+    worker = await run_worker(spool, backend)
+    assert worker._send_spooled is not None  # no `when:` or filters: bytes go as they are
+    try:
+        await until(lambda: len(received) == 4)
+        await until(lambda: worker.health.last_success is not None)
+        assert [e["uuid"] for e in received] == [e.uuid for e in sent]
+        assert received[0] == sent[0].to_dict()
+        [letter] = await spool.dead_letters("test", 10)
+        assert "undecodable spool entry" in letter.reason
+    finally:
+        await worker.stop(1)
+        await backend.aclose()
+        await server.close()

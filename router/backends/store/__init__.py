@@ -29,7 +29,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...config import Duration, masked
 from ...errors import RetryableError
-from ...event import Event
+from ...event import Event, get_path, split_path
 from .. import register
 from ..base import Backend, Options, Request, SendResult
 
@@ -142,6 +142,8 @@ class StoreBackend(Backend):
         super().__init__(name, options)
         self.options: StoreOptions = options
         self.engine = _engine(name, options)
+        # Split once: to_row runs for every stored event.
+        self._columns = (split_path(options.distinct_id), split_path(options.version))
         self._migrated = False
         self._next_prune = 0.0  # monotonic time; 0 = prune on the first send
 
@@ -209,7 +211,7 @@ class StoreBackend(Backend):
         dead: dict[int, str] = {}
         for i, event in enumerate(batch):
             try:
-                rows[i] = to_row(event, self.options.distinct_id, self.options.version)
+                rows[i] = to_row(event, *self._columns)
             except ValueError as exc:
                 dead[i] = str(exc)
         return rows, dead
@@ -218,7 +220,8 @@ class StoreBackend(Backend):
         await self.engine.aclose()
 
 
-def to_row(event: Event, distinct_id_path: str, version_path: str) -> Row:
+def to_row(event: Event, distinct_id_path: str | tuple[str, ...],
+           version_path: str | tuple[str, ...]) -> Row:
     """The row for an event; ValueError (with a reason free of event data) if it has none."""
     try:
         received_at = parse_timestamp(event.received_at)
@@ -226,8 +229,8 @@ def to_row(event: Event, distinct_id_path: str, version_path: str) -> Row:
         raise ValueError("received_at is not an ISO 8601 timestamp") from None
     try:
         data = orjson.dumps(event.data).decode()
-        distinct_id = as_text(event.get(distinct_id_path))
-        version = as_text(event.get(version_path))
+        distinct_id = as_text(get_path(event.data, distinct_id_path))
+        version = as_text(get_path(event.data, version_path))
     except TypeError:  # orjson.JSONEncodeError, e.g. an integer beyond 64 bits
         raise ValueError("data cannot be encoded as JSON") from None
     return Row(
