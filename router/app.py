@@ -147,12 +147,14 @@ async def post_beacon(request: web.Request) -> web.Response:
         metrics = router.metrics
         metrics.child(metrics.received, "beacon").inc(len(beacons))
         # Keyed on the raw id, before the pipeline hashes it; only a salted digest is kept.
-        field_name = router.config.limits.installation_field
-        ids = (get_path(b, field_name) for b in beacons)
-        if router.rate_limits.shared:
-            await router.rate_limits.check_installations_shared(ids)
-        else:
-            router.rate_limits.check_installations(ids)
+        limits = router.rate_limits
+        if limits.shared or limits.per_installation is not None:
+            field_name = router.config.limits.installation_field
+            ids = (get_path(b, field_name) for b in beacons)
+            if limits.shared:
+                await limits.check_installations_shared(ids)
+            else:
+                limits.check_installations(ids)
         context = request_context(request)
         received_at = now_iso()
         await make_durable(router, "beacon", (

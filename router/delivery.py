@@ -28,6 +28,7 @@ from .spool import Entry, Spool
 log = structlog.get_logger(__name__)
 
 UNHEALTHY_AFTER = 3  # consecutive failed sends before a backend is reported unhealthy
+YIELD_EVERY = 200  # events decoded (or mapped) between two turns of the event loop's other work
 
 
 @dataclass
@@ -141,7 +142,9 @@ class Worker:
                         continue
                 pending.append((entry, body))
         else:
-            for entry in entries:
+            for n, entry in enumerate(entries, 1):
+                if n % YIELD_EVERY == 0:  # a batch of 1,000 takes milliseconds to decode:
+                    await asyncio.sleep(0)  # let requests waiting on the loop in between
                 try:
                     event = Event.from_json(entry.body)
                 except (ValueError, KeyError, TypeError) as exc:

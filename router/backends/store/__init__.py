@@ -15,6 +15,7 @@ Rows older than ``retention`` are deleted from ``send``, at most once every few 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from ..base import Backend, Options, Request, SendResult
 
 log = structlog.get_logger(__name__)
 
+YIELD_EVERY = 200  # rows made between two turns of the event loop's other work (ingest)
 PRUNE_EVERY = 300.0  # seconds between retention passes; each one is an indexed range delete
 # 48, not PostgreSQL's 63: index names are the table's plus a suffix and must stay distinct.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
@@ -168,7 +170,14 @@ class StoreBackend(Backend):
     async def send(self, batch: Sequence[Event]) -> SendResult:
         if not batch:
             return SendResult.delivered()
-        rows, dead = self.rows(batch)
+        rows: dict[int, Row] = {}
+        dead: dict[int, str] = {}
+        for start in range(0, len(batch), YIELD_EVERY):  # ingest waits on the same loop
+            if start:
+                await asyncio.sleep(0)
+            part_rows, part_dead = self.rows(batch[start:start + YIELD_EVERY], start)
+            rows.update(part_rows)
+            dead.update(part_dead)
         indexes = list(rows)
         try:
             if not self._migrated:
@@ -205,11 +214,13 @@ class StoreBackend(Backend):
             # The batch is stored; a failed clean-up must not make the worker send it again.
             log.warning("store retention pass failed", backend=self.name, reason=exc.reason)
 
-    def rows(self, batch: Sequence[Event]) -> tuple[dict[int, Row], dict[int, str]]:
-        """Rows by batch index, and the events that cannot become a row, with why."""
+    def rows(self, batch: Sequence[Event], first: int = 0
+             ) -> tuple[dict[int, Row], dict[int, str]]:
+        """Rows by batch index (counted from ``first``), and the events that cannot become a
+        row, with why."""
         rows: dict[int, Row] = {}
         dead: dict[int, str] = {}
-        for i, event in enumerate(batch):
+        for i, event in enumerate(batch, first):
             try:
                 rows[i] = to_row(event, *self._columns)
             except ValueError as exc:
