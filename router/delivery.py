@@ -20,7 +20,7 @@ import structlog
 
 from .backends.base import Backend, SendResult
 from .config import BackendSpec
-from .event import Event
+from .event import JSON_START, Event
 from .filters import Pipeline
 from .metrics import Metrics
 from .spool import Entry, Spool
@@ -134,7 +134,7 @@ class Worker:
         if self._send_spooled is not None:
             for entry in entries:
                 body = _as_bytes(entry.body)
-                if not (body.startswith(b'{"uuid":"') and body.endswith(b"}")):
+                if not (body.startswith(JSON_START) and body.endswith(b"}")):
                     try:  # not as Event.to_json writes it: decodable at all?
                         Event.from_json(body)
                     except (ValueError, KeyError, TypeError) as exc:

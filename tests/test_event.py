@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from router.event import Event, normalize_uuid
+from router.event import JSON_START, Event, normalize_uuid, uuid_of_json
 
 
 def test_generated_uuids_are_valid_v4_and_unique():
@@ -43,3 +43,11 @@ def test_uuid_forms_clients_send():
     assert normalize_uuid(canonical + "\n") is None
     assert normalize_uuid(canonical.upper() + "\n") is None
     assert Event.new({}, uuid=canonical + "\n").uuid != canonical
+
+
+def test_an_events_json_starts_with_its_uuid_which_is_read_off_the_front():
+    event = Event.new({"a": 1}, name="x", source="posthog")
+    assert event.to_json().startswith(JSON_START)
+    assert uuid_of_json(event.to_json()) == event.uuid
+    reordered = b'{"event":"beacon","uuid":"%s"}' % event.uuid.encode()
+    assert uuid_of_json(reordered) == event.uuid  # another writer's key order: decoded

@@ -20,7 +20,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from ..config import Duration, masked
-from ..event import Event
+from ..event import Event, uuid_of_json
 from . import register
 from .base import Backend, Options, Request, SendResult
 from .http import USER_AGENT, HttpClient
@@ -112,7 +112,7 @@ class WebhookBackend(Backend):
             return SendResult.delivered()
         body = b'{"events":[' + b",".join(bodies) + b"]}"
         try:
-            uuids = [spooled_uuid(b) for b in bodies]
+            uuids = [uuid_of_json(b) for b in bodies]
         except (ValueError, KeyError, TypeError) as exc:  # the worker lets no such body through
             return SendResult.dead_all(len(bodies), f"undecodable spool entry: {exc}")
         headers = self._headers(body, uuids, int(time.time()))
@@ -155,14 +155,3 @@ def idempotency_key(uuids: Sequence[str]) -> str:
     """A stable key for this exact set of events: the same batch retried gets the same key."""
     joined = ",".join(sorted(uuids)).encode()
     return hashlib.sha256(joined).hexdigest()[:32]
-
-
-_UUID_PREFIX = b'{"uuid":"'
-
-
-def spooled_uuid(body: bytes) -> str:
-    """The uuid of a spooled event. ``Event.to_json`` writes it first, so it is read off the
-    front without decoding; a body in any other shape is decoded (and must be valid)."""
-    if body.startswith(_UUID_PREFIX) and body[45:46] == b'"':
-        return body[9:45].decode()
-    return str(orjson.loads(body)["uuid"])

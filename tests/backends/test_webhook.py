@@ -249,13 +249,3 @@ async def test_spooled_events_are_posted_byte_for_byte_as_send_posts_them(
     assert spliced.body == by_send.body
     assert spliced.headers["Idempotency-Key"] == by_send.headers["Idempotency-Key"]
     assert verify_signature(SECRET, spliced.headers, spliced.body, time.time())
-
-
-def test_spooled_uuid_is_read_off_the_front_or_decoded():
-    from router.backends.webhook import spooled_uuid
-    from router.event import Event
-
-    event = Event.new({"a": 1})
-    assert spooled_uuid(event.to_json()) == event.uuid
-    reordered = json.dumps({"event": "beacon", "uuid": event.uuid}).encode()
-    assert spooled_uuid(reordered) == event.uuid
