@@ -163,3 +163,26 @@ async def test_bad_admin_requests_are_4xx(router_client, path, body, status):
         resp = await client.post(path, data=body, headers=auth())
     assert resp.status == status
     assert set(await resp.json()) >= {"error", "detail"}
+
+
+async def test_the_admin_listener_of_its_own_answers_with_the_security_headers(
+    aiohttp_client, write_config
+):
+    from test_protection import assert_secure
+
+    from router.admin import create_admin_app
+    from router.app import create_app
+
+    ingest = create_app(write_config(admin_config().replace("listen: same", "listen: 127.0.0.1:0")))
+    ingest_client = await aiohttp_client(ingest)  # starts the spool and delivery it shares
+    admin = await aiohttp_client(create_admin_app(ingest))
+    answers = [
+        await admin.get("/admin/status", headers=auth()),  # 200
+        await admin.get("/admin/status"),  # 401
+        await admin.get("/admin/no/such/path", headers=auth()),  # 404
+        await admin.post("/admin/status", headers=auth()),  # 405
+    ]
+    assert [r.status for r in answers] == [200, 401, 404, 405]
+    for resp in answers:
+        assert_secure(resp)
+    await ingest_client.close()
