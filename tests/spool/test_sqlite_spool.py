@@ -80,3 +80,17 @@ async def test_unwritable_location_fails_open_with_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(Unavailable, match="cannot open spool"):
         await opened(str(blocker / "spool.db"))
+
+
+async def test_a_worker_filling_a_batch_is_woken_once_the_rest_of_it_is_in(path):
+    spool = await opened(path, backends=["a"])
+    assert await spool.read("a", 10) == []
+    waiter = asyncio.create_task(spool.wait("a", 30, at_least=5))
+    await spool.append(bodies(3))  # committed, and the reader told: still short of 5
+    await asyncio.sleep(0.05)  # time for the waiter to see that commit's wake-up
+    assert not waiter.done()
+    await spool.append(bodies(2, start=3))
+    await asyncio.wait_for(waiter, 5)
+    assert [e.body for e in await spool.read("a", 10)] == bodies(5)
+    await spool.close()
+
