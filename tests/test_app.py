@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from support import REPO
 
-from router.app import ROUTER, create_app
+from router.web.app import ROUTER, create_app
 from router.config import load, loads
 
 REFERENCE = Path(REPO) / "tests" / "fixtures" / "reference"

@@ -25,7 +25,7 @@ import yaml
 from aiohttp import web
 from support import REPO, free_port
 
-from router.app import create_app
+from router.web.app import create_app
 from router.config import Config, load, split_listen
 from router.errors import ConfigError
 

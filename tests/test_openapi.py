@@ -21,9 +21,9 @@ from schemathesis.checks import (
 )
 from support import REPO, RouterProcess, free_port
 
-from router.app import create_app
+from router.web.app import create_app
 from router.config import loads
-from router.openapi import document, render
+from router.web.openapi import document, render
 
 ADMIN_TOKEN = "an-admin-token-for-the-openapi-test"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -59,7 +59,7 @@ def test_the_description_is_valid_openapi_3_1():
 def test_the_committed_docs_openapi_json_is_the_generated_one():
     committed = (Path(REPO) / "docs" / "openapi.json").read_bytes()
 
-    assert committed == render(), "run: python -m router.openapi > docs/openapi.json"
+    assert committed == render(), "run: python -m router.web.openapi > docs/openapi.json"
 
 
 def test_every_route_of_a_fully_configured_router_is_described(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from support import (
     send_beacon,
 )
 
-from router.app import ROUTER, create_app
+from router.web.app import ROUTER, create_app
 from router.config import loads
 
 pytestmark = pytest.mark.redis

@@ -27,7 +27,7 @@ from support import (
     free_port,
 )
 
-from router.app import ROUTER, create_app
+from router.web.app import ROUTER, create_app
 from router.cli import dry_run
 from router.config import loads
 from router.spool import RedisSpool, SqliteSpool

@@ -126,7 +126,7 @@ class Adoption:
 def install(app: web.Application, index: int, count: int) -> None:
     """Run :class:`Adoption` beside the app's own delivery (a SQLite spool only: a shared
     Redis stream has nothing to adopt). Call before the app starts."""
-    from ..app import ROUTER  # here: app imports the spool package
+    from ..web.app import ROUTER  # here: app imports the spool package
 
     router = app[ROUTER]
     if router.config.spool.type != "sqlite":

@@ -196,7 +196,7 @@ def _wants_html(request: web.Request) -> bool:
 
 
 def _config(app: web.Application) -> Any:
-    from ..app import ROUTER  # here, not at the top: app.py imports this module
+    from ..web.app import ROUTER  # here, not at the top: app.py imports this module
 
     return app[ROUTER].config
 

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from support import TcpProxy
 
-from router.app import ROUTER, create_app
+from router.web.app import ROUTER, create_app
 from router.config import loads
 
 pytestmark = pytest.mark.postgres

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from opsupport import HASH_KEY, Receiver
 
-from router.app import create_app
+from router.web.app import create_app
 from router.config import Config, load
 
 

@@ -170,8 +170,8 @@ async def test_the_admin_listener_of_its_own_answers_with_the_security_headers(
 ):
     from test_protection import assert_secure
 
-    from router.admin import create_admin_app
-    from router.app import create_app
+    from router.web.admin import create_admin_app
+    from router.web.app import create_app
 
     ingest = create_app(write_config(admin_config().replace("listen: same", "listen: 127.0.0.1:0")))
     ingest_client = await aiohttp_client(ingest)  # starts the spool and delivery it shares

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from router.app import ROUTER
+from router.web.app import ROUTER
 from router.event import Event
 from router.testing import MockBackend
 

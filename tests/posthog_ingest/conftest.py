@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from capture_support import Running, StartRouter
 
-from router.app import ROUTER, create_app
+from router.web.app import ROUTER, create_app
 from router.config import loads
 from router.testing import MockBackend
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import Store, beacon
 
-from router.admin import create_admin_app
-from router.app import create_app
+from router.web.admin import create_admin_app
+from router.web.app import create_app
 from router.config import loads
 
 TOKEN = "a-long-admin-token-for-tests"

@@ -17,7 +17,7 @@ import pytest
 from conftest import Store, beacon
 from support import IN_CI, REPO
 
-from router.app import create_app
+from router.web.app import create_app
 from router.config import loads
 
 CHROMIUM = "/usr/bin/chromium"

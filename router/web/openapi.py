@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 description of every HTTP endpoint, served at ``GET /openapi.json``.
 
 This module is the one source: ``docs/openapi.json`` is its output
-(``python -m router.openapi > docs/openapi.json``) and a test keeps the two equal. The PostHog
-paths come from :mod:`router.sources`' own constants, so a path added there appears here.
+(``python -m router.web.openapi > docs/openapi.json``) and a test keeps the two equal. The PostHog
+paths come from :mod:`router.web.posthog`' own constants, so a path added there appears here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import __version__
-from .ingest.beacon import ACCEPTED
+from .. import __version__
+from ..ingest.beacon import ACCEPTED
 
 Schema = dict[str, Any]
 JSON = "application/json"
@@ -283,7 +283,7 @@ def _probe_paths() -> dict[str, Schema]:
 
 
 def _posthog_paths() -> dict[str, Schema]:
-    from .sources import V0_METHODS, V0_PATHS, V1_METHODS, V1_PATH
+    from .posthog import V0_METHODS, V0_PATHS, V1_METHODS, V1_PATH
 
     paths: dict[str, Schema] = {}
     query = [{"$ref": f"#/components/parameters/{name}"} for name in _CAPTURE_QUERY]

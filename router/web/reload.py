@@ -26,12 +26,12 @@ import structlog
 from aiohttp import web
 
 from .app import ROUTER, Router, drop_counter
-from .config import Config, load
-from .delivery import Worker
-from .errors import ConfigError
-from .event import now_iso
-from .filters import Pipeline
-from .ingest import Limits
+from ..config import Config, load
+from ..delivery import Worker
+from ..errors import ConfigError
+from ..event import now_iso
+from ..filters import Pipeline
+from ..ingest import Limits
 
 log = structlog.get_logger(__name__)
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from aiohttp import hdrs, web
 
 from .app import ROUTER, Router, error_response, json_response, make_durable, request_context
-from .config import PostHogSourceConfig
-from .errors import InputError, Unauthorized
-from .event import Event
-from .ingest import read_body
-from .ingest.posthog import Captured, decode_v0, decode_v1
+from ..config import PostHogSourceConfig
+from ..errors import InputError, Unauthorized
+from ..event import Event
+from ..ingest import read_body
+from ..ingest.posthog import Captured, decode_v0, decode_v1
 
 SOURCE = "posthog"
 V0_PATHS = ("/capture", "/batch", "/e", "/i/v0/e", "/track", "/engage")

@@ -19,17 +19,17 @@ import orjson
 import structlog
 from aiohttp import StreamReader, web
 
-from . import auth
-from .config import Config
-from .delivery import Delivery
-from .errors import InputError, RequestTimeout, Unauthorized
-from .event import Event, RequestContext, get_path, now_iso
-from .filters import Pipeline
-from .ingest import Limits, decode_beacons, read_body
-from .metrics import CONTENT_TYPE, Metrics, collect_spool
-from .ratelimit import RateLimits
-from .shared import RedisShared
-from .spool import Spool, create_spool
+from .. import auth
+from ..config import Config
+from ..delivery import Delivery
+from ..errors import InputError, RequestTimeout, Unauthorized
+from ..event import Event, RequestContext, get_path, now_iso
+from ..filters import Pipeline
+from ..ingest import Limits, decode_beacons, read_body
+from ..metrics import CONTENT_TYPE, Metrics, collect_spool
+from ..ratelimit import RateLimits
+from ..shared import RedisShared
+from ..spool import Spool, create_spool
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -77,9 +77,9 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.router.add_get("/metrics", metrics_endpoint)
     from .openapi import add_openapi_route  # GET /openapi.json (docs/openapi.json)
     add_openapi_route(app)
-    from .sources import add_posthog_routes  # imported here: sources imports this module
+    from .posthog import add_posthog_routes  # imported here: sources imports this module
     add_posthog_routes(app)
-    from .stats import add_stats_routes  # here too: stats reads this module's ROUTER
+    from ..stats import add_stats_routes  # here too: stats reads this module's ROUTER
     add_stats_routes(app)
     from .reload import add_reloader  # and here: reload swaps this module's Router fields
     add_reloader(app)
@@ -280,7 +280,7 @@ def error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
 
 def _source(request: web.Request) -> str:
     """The ``source`` label of a rejected request: beacon, posthog, or other."""
-    from .sources import SOURCE, V0_PATHS, V1_PATH
+    from .posthog import SOURCE, V0_PATHS, V1_PATH
 
     path = request.path.rstrip("/") or "/"
     if path == "/beacon":

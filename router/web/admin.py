@@ -23,15 +23,15 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from . import __version__, auth
+from .. import __version__, auth
 from .app import ROUTER, Router, error_middleware, error_response, json_response
-from .config import load
-from .errors import ConfigError, Unavailable
-from .metrics import event_age
+from ..config import load
+from ..errors import ConfigError, Unavailable
+from ..metrics import event_age
 from .reload import RELOADER
-from .spool.base import DeadLetterQueue, ManagedSpool
-from .spool.shardset import admin_spool
-from .workers import WORKER
+from ..spool.base import DeadLetterQueue, ManagedSpool
+from ..spool.shardset import admin_spool
+from ..workers import WORKER
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +84,7 @@ def create_admin_app(ingest: web.Application) -> web.Application:
     if WORKER in ingest:
         app[WORKER] = ingest[WORKER]
     add_admin_routes(app)
-    from .stats import add_stats_admin_routes  # /api/stats and /dashboard: admin pages too
+    from ..stats import add_stats_admin_routes  # /api/stats and /dashboard: admin pages too
 
     add_stats_admin_routes(app, ingest)
     return app
