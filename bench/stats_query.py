@@ -30,7 +30,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from router.backends.store.sqlite import SqliteStore
-from router.config import loads
+from router.config.loader import loads
 from router.stats import Range, Stats
 
 

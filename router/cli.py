@@ -15,7 +15,8 @@ import orjson
 import yaml
 
 from . import __version__
-from .config import Config, load, masked
+from .config import Config, masked
+from .config.loader import load
 from .errors import ConfigError, InputError, RouterError
 from .event import Event
 
@@ -159,7 +160,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .configtest import main as run_tests
+    from .configtest.command import main as run_tests
 
     return run_tests(args.config, args.tests)
 

@@ -1,7 +1,7 @@
 """The configuration reference, generated from the config models so it cannot drift from them.
 
 Every key of every section, filter and backend comes from its pydantic model (name, type,
-default, limits, ``description``), reached through ``config._SECTIONS`` and the ``FILTERS`` /
+default, limits, ``description``), reached through ``config.schema.SECTIONS`` and the ``FILTERS`` /
 ``BACKENDS`` registries, so a key added in code appears here on the next run:
 
     python -m router.docgen                                print the reference
@@ -26,7 +26,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from . import config as cfg
+from .config import schema as cfg
 from .conditions import Condition
 from .units import format_duration
 
@@ -229,14 +229,14 @@ def reference() -> str:
         "|---|---|",
         *[
             f"| [`{name}:`](#{name}) | {_cell(_doc(model))} |"
-            for name, model in cfg._SECTIONS.items()
+            for name, model in cfg.SECTIONS.items()
         ],
         "| [`pipeline:`](#pipeline) | The filters every event runs through, in order. |",
         "| [`backends:`](#backends) | Where events go, each with its own queue. |",
         "| [`tests:`](#tests) | The cases `beacon-router test` runs (or a side file). |",
         "",
     ]
-    for name, model in cfg._SECTIONS.items():
+    for name, model in cfg.SECTIONS.items():
         lines += section(name, model)
     common = [
         ("type", "string", "required", "a filter type below, or `module:Class`"),
@@ -275,7 +275,7 @@ def reference() -> str:
         "the spool, its own delivery worker, batches and retries. Keys every backend "
         "takes:",
         "",
-        *section("backends.NAME", cfg._BackendCommon, extra_rows=shared, heading=False)[2:],
+        *section("backends.NAME", cfg.BackendCommon, extra_rows=shared, heading=False)[2:],
         *_registry("backend", BACKENDS, 4),
     ]
     lines += ["### Conditions (`when:`)", "", _doc(Condition), "", *table(Condition), ""]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from .config import Config, load
+from .config import Config
+from .config.loader import load
 from .errors import ConfigError
 
 log = structlog.get_logger(__name__)

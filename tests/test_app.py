@@ -16,7 +16,7 @@ from aiohttp import web
 from support import REPO
 
 from router.web.app import ROUTER, create_app
-from router.config import load, loads
+from router.config.loader import load, loads
 
 REFERENCE = Path(REPO) / "tests" / "fixtures" / "reference"
 

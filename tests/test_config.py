@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from router.config import load, loads, masked
+from router.config import masked
+from router.config.loader import load, loads
 from router.errors import ConfigError
 from router.units import parse_duration, parse_size
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from router.backends.base import SendResult
-from router.config import loads
+from router.config.loader import loads
 from router.delivery import Worker, backoff
 from router.event import Event
 from router.metrics import Metrics

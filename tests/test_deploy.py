@@ -26,7 +26,8 @@ from aiohttp import web
 from support import REPO, free_port
 
 from router.web.app import create_app
-from router.config import Config, load, split_listen
+from router.config import Config, split_listen
+from router.config.loader import load
 from router.errors import ConfigError
 
 ROOT = Path(REPO)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, Field
 from support import REPO
 
-from router import config as cfg
+from router.config import schema as cfg
 from router.backends import BACKENDS
 from router.conditions import Condition
 from router.config import Duration, Size
@@ -29,7 +29,7 @@ def test_the_committed_reference_is_the_generated_one():
 def test_every_section_filter_and_backend_type_has_its_heading():
     generated = reference()
 
-    for name in (*cfg._SECTIONS, "pipeline", "backends", "tests"):
+    for name in (*cfg.SECTIONS, "pipeline", "backends", "tests"):
         assert f"### `{name}:`" in generated
     for name in (*FILTERS, *BACKENDS):
         assert f"#### `type: {name}`" in generated
@@ -40,8 +40,8 @@ def all_models() -> list[type[BaseModel]]:
     from router.docgen import nested_models
 
     roots = [
-        *cfg._SECTIONS.values(),
-        cfg._BackendCommon,
+        *cfg.SECTIONS.values(),
+        cfg.BackendCommon,
         Condition,
         SuiteOptions,
         CaseOptions,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from support import REPO
 
-from router.config import loads
+from router.config.loader import loads
 from router.event import Event
 from router.filters import Pipeline
 

@@ -22,7 +22,7 @@ from schemathesis.checks import (
 from support import REPO, RouterProcess, free_port
 
 from router.web.app import create_app
-from router.config import loads
+from router.config.loader import loads
 from router.web.openapi import document, render
 
 ADMIN_TOKEN = "an-admin-token-for-the-openapi-test"

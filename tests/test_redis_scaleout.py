@@ -23,7 +23,7 @@ from support import (
 )
 
 from router.web.app import ROUTER, create_app
-from router.config import loads
+from router.config.loader import loads
 
 pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"

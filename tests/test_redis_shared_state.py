@@ -29,7 +29,7 @@ from support import (
 
 from router.web.app import ROUTER, create_app
 from router.cli import dry_run
-from router.config import loads
+from router.config.loader import loads
 from router.spool import RedisSpool, SqliteSpool
 
 pytestmark = pytest.mark.redis

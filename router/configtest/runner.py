@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 from multidict import CIMultiDict
 
-from ..config import Config, load
+from ..config import Config
+from ..config.loader import load
 from ..errors import ConfigError
 from ..event import Event, RequestContext
 from .match import MISSING, Mismatch, match

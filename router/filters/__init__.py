@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from ..config.schema import FilterSpec
 from ..event import Event
 from .base import Filter, FilterFn, Options
 
@@ -49,8 +50,6 @@ class Pipeline:
         on_drop: DropHook | None = None,
         shared: Any = None,
     ) -> None:
-        from ..config import FilterSpec
-
         self._steps: list[Step] = []
         self._on_drop = on_drop
         # Consecutive plain steps, then the batch step that follows them (None at the end).

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from .. import __version__, auth
 from .app import ROUTER, Router, error_middleware, error_response, json_response
-from ..config import load
+from ..config.loader import load
 from ..errors import ConfigError, Unavailable
 from ..metrics import event_age
 from .reload import RELOADER

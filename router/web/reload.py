@@ -26,7 +26,8 @@ import structlog
 from aiohttp import web
 
 from .app import ROUTER, Router, drop_counter
-from ..config import Config, load
+from ..config import Config
+from ..config.loader import load
 from ..delivery import Worker
 from ..errors import ConfigError
 from ..event import now_iso

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.backends.file import FileBackend, FileOptions
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from router.backends.stdout import StdoutBackend
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 
 

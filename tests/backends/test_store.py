@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from router.backends.store import StoreBackend, StoreOptions, iso_utc
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ import pytest
 from support import TcpProxy
 
 from router.web.app import ROUTER, create_app
-from router.config import loads
+from router.config.loader import loads
 
 pytestmark = pytest.mark.postgres
 

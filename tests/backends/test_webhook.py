@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from router.backends.webhook import WebhookBackend, WebhookOptions
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 
 SECRET = "s3cret-shared-with-the-receiver"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from router.configtest import main as run_tests
+from router.configtest.command import main as run_tests
 from router.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

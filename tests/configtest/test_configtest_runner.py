@@ -7,7 +7,8 @@ import textwrap
 import pytest
 
 from router.backends import Backend
-from router.configtest import build_event, load_suites, run
+from router.configtest.runner import build_event, run
+from router.configtest.command import load_suites
 from router.errors import ConfigError
 
 CONFIG = """\

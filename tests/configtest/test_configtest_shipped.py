@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from router.configtest import load_suites, run
+from router.configtest.runner import run
+from router.configtest.command import load_suites
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = (REPO / "config" / "examples").glob("*.y*ml")

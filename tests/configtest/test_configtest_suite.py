@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.config import loads
-from router.configtest import parse_suite
+from router.config.loader import loads
+from router.configtest.suite import parse_suite
 from router.configtest.match import MISSING
 from router.errors import ConfigError
 from router.yamlsource import load_text

@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 from router.event import Event
 from router.filters import Pipeline

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError, ConfigErrors
 from router.event import Event, RequestContext
 from router.filters import FILTERS, Pipeline

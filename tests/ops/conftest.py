@@ -9,7 +9,8 @@ from aiohttp import web
 from opsupport import HASH_KEY, Receiver
 
 from router.web.app import create_app
-from router.config import Config, load
+from router.config import Config
+from router.config.loader import load
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from capture_support import Running, StartRouter
 
 from router.web.app import ROUTER, create_app
-from router.config import loads
+from router.config.loader import loads
 from router.testing import MockBackend
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from capture_support import TOKEN, StartRouter
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 
 APP = "https://app.example.com"

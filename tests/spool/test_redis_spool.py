@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis
 from support import free_port
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError, Unavailable
 from router.spool import RedisSpool, create_spool
 

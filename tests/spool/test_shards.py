@@ -15,7 +15,7 @@ import time
 import pytest
 
 from router.cli import main
-from router.config import loads
+from router.config.loader import loads
 from router.errors import Unavailable
 from router.event import Event
 from router.metrics import Metrics

@@ -22,7 +22,8 @@ import pytest
 from support import require_service
 
 from router.backends.store import StoreBackend, StoreOptions
-from router.config import Config, loads
+from router.config import Config
+from router.config.loader import loads
 from router.event import Event
 from router.stats import Stats
 

@@ -10,7 +10,7 @@ from conftest import Store, beacon
 
 from router.web.admin import create_admin_app
 from router.web.app import create_app
-from router.config import loads
+from router.config.loader import loads
 
 TOKEN = "a-long-admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,7 +10,7 @@ import pytest
 from conftest import Store, beacon
 
 from router.cli import main
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 
 

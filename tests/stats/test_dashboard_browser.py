@@ -18,7 +18,7 @@ from conftest import Store, beacon
 from support import IN_CI, REPO
 
 from router.web.app import create_app
-from router.config import loads
+from router.config.loader import loads
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

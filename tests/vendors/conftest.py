@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from router.backends.base import Backend
-from router.config import loads
+from router.config.loader import loads
 from router.event import Event
 
 MakeBeacons = Callable[..., list[Event]]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import load
+from router.config.loader import load
 from router.event import Event
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fake_amplitude import API_KEY, FakeAmplitude
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 from router.event import Event
 

@@ -10,7 +10,7 @@ import posthog
 import pytest
 from fake_posthog import API_KEY, FakePostHog
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 from router.event import Event
 

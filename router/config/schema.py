@@ -1,15 +1,12 @@
-"""The router's configuration: loaded from YAML, validated completely before anything starts.
+"""The configuration's shape: one pydantic model per section, the filter and backend specs.
 
-Every error names file, line and key path (``router.yaml:14: backends.posthog.batch.max_events:
-must be > 0``). Filters and backends are found by ``type:`` in the registries
-(``router.filters.FILTERS``, ``router.backends.BACKENDS``) or, for a dotted ``pkg.module:Class``,
-imported; each validates its own keys with its ``Options`` model.
+What a config file may say and what each key means lives here; reading a file and checking it
+against these models is :mod:`router.config.loader`'s work. Every model forbids unknown keys.
 """
 
 from __future__ import annotations
 
 import builtins
-import importlib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -22,15 +19,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from .conditions import Condition
-from .errors import ConfigError, ConfigErrors
-from .units import parse_duration, parse_size
-from .yamlsource import LinedYaml, Path, format_path, load_file, load_text
+from ..conditions import Condition
+from ..units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in YAML as ``250ms``, ``2s``, ``10m``, ``72h`` or ``400d``."""
@@ -283,8 +277,8 @@ class RetryConfig(Strict):
                                     description="then the batch goes to the dead-letter queue")
 
 
-_FILTER_COMMON = {"type", "when"}
-_BACKEND_COMMON = {"type", "enabled", "when", "filters", "batch", "retry", "concurrency"}
+FILTER_COMMON = {"type", "when"}
+BACKEND_COMMON = {"type", "enabled", "when", "filters", "batch", "retry", "concurrency"}
 
 
 @dataclass(frozen=True)
@@ -342,191 +336,16 @@ class Config:
         return {n: b for n, b in self.backends.items() if b.enabled}
 
 
-_SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig,
+SECTIONS: dict[str, type[Strict]] = {"server": ServerConfig, "spool": SpoolConfig,
                                        "sources": SourcesConfig, "admin": AdminConfig,
                                        "stats": StatsConfig, "limits": LimitsConfig}
-_TOP_LEVEL = {*_SECTIONS, "pipeline", "backends", "tests"}  # tests: router/configtest
+TOP_LEVEL = {*SECTIONS, "pipeline", "backends", "tests"}  # tests: router/configtest
 
 
-def load(file: str, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate ``file``; raise ConfigError(s) naming file, line and key."""
-    return _Validator(load_file(file, env)).config()
-
-
-def loads(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
-    """Like :func:`load` for YAML text (tests, ``dry-run`` of a snippet)."""
-    return _Validator(load_text(text, file, env)).config()
-
-
-class _Validator:
-    """Walks the parsed YAML once, collecting every error before raising them together."""
-
-    def __init__(self, doc: LinedYaml) -> None:
-        self.doc = doc
-        self.errors: list[ConfigError] = []
-
-    def config(self) -> Config:
-        data = self.doc.data
-        if not isinstance(data, dict):
-            raise self.doc.error((), "the config must be a mapping of sections")
-        for key in data:
-            if key not in _TOP_LEVEL:
-                self.errors.append(self.doc.error(
-                    (key,), f"unknown key; valid keys: {', '.join(sorted(_TOP_LEVEL))}"))
-        sections = {name: self.model(model, data.get(name) or {}, (name,))
-                    for name, model in _SECTIONS.items()}
-        pipeline = self.filters(data.get("pipeline") or [], ("pipeline",))
-        backends = self.backends(data.get("backends") or {}, ("backends",))
-        if "tests" in data:  # checked here so `check` and `serve` report a broken one too
-            from .configtest import suite_errors
-
-            self.errors += suite_errors(self.doc, data["tests"], ("tests",))
-        stats = sections["stats"]
-        if stats is not None and stats.store is not None and getattr(
-                backends.get(stats.store), "type", None) != "store":
-            self.errors.append(self.doc.error(("stats", "store"),
-                                              "must name a backend of `type: store`"))
-        if self.errors:
-            raise self.errors[0] if len(self.errors) == 1 else ConfigErrors(self.errors)
-        return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
-                      pipeline=pipeline, backends=backends, raw=data,
-                      sources=sections["sources"], admin=sections["admin"],
-                      stats=sections["stats"], limits=sections["limits"])
-
-    def model(self, model: type[BaseModel], value: Any, path: Path) -> Any:
-        if not isinstance(value, dict):
-            self.errors.append(self.doc.error(path, "must be a mapping"))
-            return None
-        try:
-            return model.model_validate(value)
-        except ValidationError as exc:
-            for err in exc.errors():
-                self.errors.append(self.doc.error((*path, *err["loc"]), _message(err, model)))
-            return None
-
-    def filters(self, value: Any, path: Path) -> tuple[FilterSpec, ...]:
-        from .filters import FILTERS
-
-        if not isinstance(value, list):
-            self.errors.append(self.doc.error(path, "must be a list of filters"))
-            return ()
-        specs = []
-        for i, entry in enumerate(value):
-            where = (*path, i)
-            if not isinstance(entry, dict) or "type" not in entry:
-                self.errors.append(self.doc.error(where, "each filter needs a `type:`"))
-                continue
-            cls = self.resolve(entry["type"], FILTERS, "filter", (*where, "type"))
-            when = self.condition(entry.get("when"), (*where, "when"))
-            rest = {k: v for k, v in entry.items() if k not in _FILTER_COMMON}
-            options = self.options(cls, rest, where)
-            if cls is not None:
-                specs.append(FilterSpec(entry["type"], cls, options, when, format_path(where)))
-        return tuple(specs)
-
-    def backends(self, value: Any, path: Path) -> dict[str, BackendSpec]:
-        from .backends import BACKENDS
-
-        if not isinstance(value, dict):
-            self.errors.append(self.doc.error(path, "must be a mapping of name: backend"))
-            return {}
-        specs = {}
-        for name, entry in value.items():
-            where = (*path, name)
-            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", name):
-                self.errors.append(self.doc.error(
-                    where, "backend names use letters, digits, _ . - (at most 64)"))
-            if not isinstance(entry, dict) or "type" not in entry:
-                self.errors.append(self.doc.error(where, "each backend needs a `type:`"))
-                continue
-            cls = self.resolve(entry["type"], BACKENDS, "backend", (*where, "type"))
-            shared = self.model(_BackendCommon, {k: v for k, v in entry.items()
-                                                 if k in _BACKEND_COMMON - {"filters"}}, where)
-            filters = self.filters(entry.get("filters") or [], (*where, "filters"))
-            for i, f in enumerate(filters):
-                # Delivery runs long after the client was answered: nobody to reject to.
-                if getattr(f.options, "on_invalid", None) == "reject":
-                    self.errors.append(self.doc.error(
-                        (*where, "filters", i, "on_invalid"),
-                        "`reject` only works in the global pipeline; use `drop` here"))
-            rest = {k: v for k, v in entry.items() if k not in _BACKEND_COMMON}
-            options = self.options(cls, rest, where)
-            if cls is not None and shared is not None:
-                specs[name] = BackendSpec(
-                    name=name, type=shared.type, cls=cls, options=options, enabled=shared.enabled,
-                    when=shared.when, filters=filters, batch=shared.batch, retry=shared.retry,
-                    concurrency=shared.concurrency)
-        return specs
-
-    def condition(self, value: Any, path: Path) -> Condition | None:
-        return None if value is None else self.model(Condition, value, path)
-
-    def options(self, cls: type | None, rest: dict[str, Any], path: Path) -> BaseModel | None:
-        if cls is None:
-            return None
-        model = getattr(cls, "Options", None)
-        if model is None:
-            for key in rest:
-                self.errors.append(self.doc.error((*path, key), "unknown key; this type has none"))
-            return None
-        return self.model(model, rest, path)
-
-    def resolve(self, name: Any, registry: Mapping[str, type], kind: str, path: Path
-                ) -> type | None:
-        if not isinstance(name, str):
-            self.errors.append(self.doc.error(path, f"must be a {kind} type name"))
-            return None
-        if name in registry:
-            return registry[name]
-        if ":" in name:
-            module, _, attr = name.partition(":")
-            try:
-                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-            except (ImportError, AttributeError) as exc:
-                self.errors.append(self.doc.error(path, f"cannot load {name}: {exc}"))
-                return None
-        self.errors.append(self.doc.error(
-            path, f"unknown {kind} type {name!r}; valid types: {', '.join(sorted(registry))}, "
-                  "or a dotted path module:Class"))
-        return None
-
-
-class _BackendCommon(Strict):
+class BackendCommon(Strict):
     type: str = Field(description="a backend type below, or `module:Class`")
     enabled: Switch = Field(True, description="false (or \"\"): configured but not run")
     when: Condition | None = Field(None, description="send only the events that match")
     batch: BatchConfig = Field(BatchConfig(), description="how events are grouped")
     retry: RetryConfig = Field(RetryConfig(), description="how failures are retried")
     concurrency: int = Field(1, gt=0, le=64, description="batches in flight at once")
-
-
-def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        names = sorted(f.alias or n for n, f in model.model_fields.items())
-        return f"unknown key; valid keys: {', '.join(names)}"
-    if kind == "missing":
-        return "required key is missing"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
-
-
-# Keys whose values are secrets: masked by `check --show`, never logged.
-SECRET_KEYS = re.compile(
-    r"(^|_)(key|secret|token|tokens|password|passwd|api_key|write_key|authorization)$",
-    re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
-
-
-def masked(value: Any, key: str = "") -> Any:
-    """A copy of a raw config with every secret replaced by ``***``."""
-    if isinstance(value, dict):
-        return {k: masked(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [masked(v, key) for v in value]
-    # "$"-names are PostHog's event properties (`$group_key`: a group's id), never credentials.
-    if key and not key.startswith("$") and SECRET_KEYS.search(key) and value not in (None, ""):
-        return "***"
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\1***@", value)
-    return value
