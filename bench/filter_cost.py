@@ -23,7 +23,7 @@ sys.path.insert(0, str(BENCH))
 import configs  # noqa: E402
 from prefill import beacon  # noqa: E402
 
-from router.config.loader import loads
+from router.config.loader import loads  # noqa: E402
 from router.event import Event  # noqa: E402
 
 EVENTS = 5000

@@ -22,7 +22,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from router.config.loader import load
+from router.config.loader import load  # noqa: E402
 from router.event import Event  # noqa: E402
 from router.filters import Pipeline  # noqa: E402
 from router.spool.sqlite import SqliteSpool  # noqa: E402

@@ -7,21 +7,27 @@ file, line and key).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
 import orjson
 import yaml
 
-from . import __version__
-from .config import Config, masked
+from . import __version__, logs
+from .config import Config, masked, split_listen
 from .config.loader import load
-from .errors import ConfigError, InputError, RouterError
-from .event import Event
-
-if TYPE_CHECKING:
-    from .workers import WorkerSlot
+from .configtest.command import main as run_tests
+from .dryrun import dry_run
+from .errors import ConfigError, InputError, RouterError, StoreUnavailable
+from .ingest import Limits, decode_beacons
+from .serve.server import serve
+from .serve.supervisor import Supervisor
+from .spool.shardset import admin_spool  # every worker's file under serve --workers
+from .stats.summary import summary
+from .web.state import WorkerSlot
 
 DEFAULT_CONFIG = "config/router.yaml"
 
@@ -33,8 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.command != "serve":  # serve configures its own; the rest log warnings to stderr
-        from . import logs
-
         logs.configure("warning", "auto")
     try:
         return int(args.run(args) or 0)
@@ -97,9 +101,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from . import logs
-    from .config import split_listen
-
     config = load(args.config)
     logs.configure(args.log_level, args.log_format)
     host, port = split_listen(args.listen) if args.listen else (config.server.host,
@@ -110,8 +111,6 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if workers == 1:
         return _serve_worker(config, host, port)
-    from .workers import Supervisor
-
     supervisor = Supervisor(config, args.config, workers,
                             lambda cfg, slot: _serve_worker(cfg, host, port, slot),
                             host=host, port=port)
@@ -125,8 +124,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_worker(config: Config, host: str, port: int, slot: WorkerSlot | None = None
                   ) -> int:
     """Serve in this process (one worker of several when ``slot`` is given); the exit code."""
-    from .server import serve
-
     try:
         _run(serve(config, host, port, worker=slot))
     except (OSError, RouterError) as exc:  # the port is taken, the spool cannot open, …
@@ -137,8 +134,6 @@ def _serve_worker(config: Config, host: str, port: int, slot: WorkerSlot | None 
 
 def _run(main: Any) -> Any:
     """Run a coroutine on uvloop when it is installed (faster), else on asyncio's loop."""
-    import asyncio
-
     try:
         import uvloop
     except ImportError:
@@ -160,14 +155,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .configtest.command import main as run_tests
-
     return run_tests(args.config, args.tests)
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from .ingest import Limits, decode_beacons
-
     config = load(args.config)
     raw = _read_input(args.beacon)
     try:
@@ -182,8 +173,6 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 
 def _dlq(args: argparse.Namespace) -> int:
-    from .spool.shardset import admin_spool  # every worker's file under serve --workers
-
     config = load(args.config)
 
     async def run() -> int:
@@ -226,8 +215,6 @@ def _dlq(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .spool.shardset import admin_spool  # every worker's file under serve --workers
-
     config = load(args.config)
 
     async def run() -> dict[str, Any]:
@@ -260,8 +247,6 @@ def _status(args: argparse.Namespace) -> int:
 
 async def _fetch_health(config: Config) -> dict[str, Any]:
     """Backend health from a running router's /readyz, if one answers on server.listen."""
-    import aiohttp
-
     host = config.server.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{host}:{config.server.port}/readyz"
@@ -278,12 +263,11 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         for name, spec in config.backends.items():
-            backend = spec.build()
-            migrate = getattr(backend, "migrate", None)
-            if migrate is None:
+            if not spec.cls.has_tables:
                 continue
+            backend = spec.build()
             try:
-                await migrate()
+                await backend.migrate()
                 print(f"{name}: tables ready")
             except RouterError as exc:
                 print(f"beacon-router: {name}: {exc}", file=sys.stderr)
@@ -296,9 +280,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .stats.queries import StoreUnavailable
-    from .stats.summary import summary
-
     config = load(args.config)
     if not 1 <= args.days <= 800:
         print("beacon-router: --days is between 1 and 800", file=sys.stderr)
@@ -316,39 +297,6 @@ def _read_input(path: str | None) -> bytes:
         return sys.stdin.buffer.read()
     with open(path, "rb") as fh:
         return fh.read()
-
-
-def dry_run(config: Config, beacon: dict[str, Any] | Event) -> dict[str, Any]:
-    """What the global pipeline makes of ``beacon`` and the exact requests of each backend.
-
-    ``beacon`` may be an already built Event (``beacon-router test`` sets its uuid, time and
-    request context so the output is stable); each backend's entry shows the event it receives.
-    """
-    from .filters import Pipeline
-
-    if not isinstance(beacon, Event):
-        beacon = Event.new(beacon, uuid=beacon.get("uuid"))
-    event, dropped = Pipeline(config.pipeline).explain(beacon)
-    if event is None:
-        return {"pipeline": {"dropped": dropped}, "backends": {}}
-    out: dict[str, Any] = {"pipeline": {"event": event.to_dict()}, "backends": {}}
-    for name, spec in config.backends.items():
-        if not spec.enabled:
-            out["backends"][name] = {"skipped": "disabled"}
-            continue
-        if spec.when is not None and not spec.when.compile()(event):
-            out["backends"][name] = {"skipped": "its `when:` condition does not match"}
-            continue
-        copy = Event.from_json(event.to_json())
-        kept, why = Pipeline(spec.filters).explain(copy)
-        if kept is None:
-            out["backends"][name] = {"dropped": why}
-            continue
-        requests = spec.build().render([kept])
-        out["backends"][name] = {"event": kept.to_dict(), "requests": [
-            {"method": r.method, "url": masked(r.url), "headers": masked(dict(r.headers)),
-             "body": masked(r.body)} for r in requests]}
-    return out
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import structlog
 from .backends.base import Backend, SendResult
 from .config import BackendSpec
 from .event import JSON_START, Event
-from .filters import Pipeline
+from .filters import DropHook, Pipeline
 from .metrics import Metrics
 from .spool import Entry, Spool
 
@@ -48,6 +48,39 @@ def backoff(attempt: int, initial: float, maximum: float, retry_after: float | N
     return max(delay, retry_after or 0.0)
 
 
+class BackendRoute:
+    """A backend's own ``when:`` and ``filters:``: which events it gets, and in what shape.
+
+    Delivery runs it on every event it reads; ``dry-run`` and ``beacon-router test`` run the
+    same object, so what they print is what the worker does. An event skipped by ``when:`` is
+    counted as a drop (filter ``when``, reason ``no_match``) like any other."""
+
+    WHEN = "when"
+
+    def __init__(self, spec: BackendSpec, on_drop: DropHook | None = None) -> None:
+        self._when = spec.when.compile() if spec.when is not None else None
+        self._filters = Pipeline(spec.filters, on_drop=on_drop)
+        self._on_drop = on_drop
+        # Nothing to look at: the worker may hand the backend spooled events undecoded.
+        self.passes_everything = self._when is None and not spec.filters
+
+    def matches(self, event: Event) -> bool:
+        """Whether the backend's ``when:`` lets ``event`` through (counted when not)."""
+        if self._when is None or self._when(event):
+            return True
+        if self._on_drop is not None:
+            self._on_drop(self.WHEN, "no_match")
+        return False
+
+    def __call__(self, event: Event) -> Event | None:
+        """The event as the backend receives it, or None if ``when:`` or a filter said no."""
+        return self._filters(event) if self.matches(event) else None
+
+    def explain(self, event: Event) -> tuple[Event | None, str | None]:
+        """Its own filters' verdict on an event that ``matches``: which one dropped it, and why."""
+        return self._filters.explain(event)
+
+
 class Worker:
     """Moves one backend's events from the spool to the backend (see module docstring)."""
 
@@ -57,12 +90,10 @@ class Worker:
         self.name = spec.name
         self.health = BackendHealth()
         self.batch_limit = min(spec.batch.max_events, backend.max_batch_events or 1 << 30)
-        self._when = spec.when.compile() if spec.when is not None else None
-        self._filters = Pipeline(spec.filters, on_drop=self._count_drop)
+        self.route = BackendRoute(spec, on_drop=self._count_drop)
         # A backend that can send events as the spool holds them gets their bytes undecoded,
         # unless a `when:` or a filter of its own has to look at them first.
-        spooled = getattr(backend, "send_spooled", None)
-        self._send_spooled = spooled if self._when is None and not spec.filters else None
+        self._spooled = backend.sends_spooled and self.route.passes_everything
         self._read_lock = asyncio.Lock()
         self._probe = asyncio.Lock()  # while unhealthy, one batch at a time probes the backend
         self._stopping = asyncio.Event()
@@ -131,7 +162,7 @@ class Worker:
         started = time.monotonic()
         pending: list[tuple[Entry, Event | bytes]] = []
         corrupt: list[tuple[Entry, str]] = []
-        if self._send_spooled is not None:
+        if self._spooled:
             for entry in entries:
                 body = _as_bytes(entry.body)
                 if not (body.startswith(JSON_START) and body.endswith(b"}")):
@@ -150,9 +181,7 @@ class Worker:
                 except (ValueError, KeyError, TypeError) as exc:
                     corrupt.append((entry, f"undecodable spool entry: {exc}"))
                     continue
-                if self._when is not None and not self._when(event):
-                    continue
-                kept = self._filters(event)
+                kept = self.route(event)
                 if kept is not None:
                     pending.append((entry, kept))
         if corrupt:
@@ -215,8 +244,8 @@ class Worker:
     async def _send_once(self, batch: Sequence[Event | bytes]) -> SendResult:
         started = time.perf_counter()
         try:
-            if self._send_spooled is not None:
-                result = await self._send_spooled(batch)
+            if self._spooled:
+                result = await self.backend.send_spooled(batch)  # type: ignore[arg-type]
             else:
                 result = await self.backend.send(batch)  # type: ignore[arg-type]
         except asyncio.CancelledError:

@@ -26,8 +26,11 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .config import schema as cfg
+from .backends import BACKENDS
 from .conditions import Condition
+from .config import schema as cfg
+from .configtest.suite import CaseOptions, SuiteOptions
+from .filters import FILTERS, fields
 from .units import format_duration
 
 BEGIN = (
@@ -39,8 +42,6 @@ END = "<!-- END config reference -->"
 
 def _validator_kinds() -> dict[Callable[..., Any], str]:
     """Validator functions that give a plain type its meaning in YAML."""
-    from .filters import fields
-
     return {
         cfg.parse_duration: "duration",
         cfg.parse_size: "size",
@@ -213,10 +214,6 @@ def _registry(kind: str, registry: dict[str, type], level: int) -> list[str]:
 
 def reference() -> str:
     """The whole configuration reference, as Markdown."""
-    from .backends import BACKENDS
-    from .configtest.suite import CaseOptions, SuiteOptions
-    from .filters import FILTERS
-
     lines = [
         "## Configuration reference",
         "",

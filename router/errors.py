@@ -2,19 +2,25 @@
 
     RouterError
     ├── ConfigError            bad YAML or a bad key: names file, line and key path; exit 2
-    ├── InputError             a client's mistake: a 4xx JSON body, never a 5xx
+    │   └── ConfigErrors       several of them, found in one pass, reported together
+    ├── InputError             a client's mistake (or a full spool): a JSON answer, never a 5xx
     │   ├── BadRequest         400  bad JSON, bad shape, too deep, too many events
+    │   │   └── BadRange       400  a statistics range the report cannot answer
     │   ├── Unauthorized       401  unknown source token
     │   ├── RequestTimeout     408  the body did not arrive within server.request_timeout
     │   ├── PayloadTooLarge    413  body or decompressed body over the cap
     │   ├── UnsupportedMedia   415  content type or content encoding we do not read
-    │   └── TooManyRequests    429  rate limited (carries Retry-After)
-    ├── Unavailable            503  the spool cannot take the event durably now (Retry-After)
-    └── DeliveryError          raised inside backends, translated by the worker
-        ├── RetryableError     connect errors, timeouts, 408/429/5xx
-        └── PermanentError     any other 4xx: the batch goes to the dead-letter queue
+    │   ├── TooManyRequests    429  rate limited (carries Retry-After)
+    │   └── Unavailable        503  the spool cannot take the event durably now (Retry-After)
+    ├── StoreUnavailable       503  the statistics cannot read their store now
+    └── DeliveryError          raised inside backends, translated by the delivery worker
+        ├── RetryableError     connect errors, timeouts, 408/429/5xx: the batch is sent again
+        └── Unmappable         this event can never be sent to the vendor: dead-lettered alone
 
-Foreign errors are translated at the boundary with ``raise X(...) from exc``.
+Two signals never leave the module that raises them, so they derive what their catchers need:
+``CoerceFailed`` (a ``ValueError``, for ``coerce``) and ``BodyTooSlow`` (a ``TimeoutError``, so
+that aiohttp closes the connection quietly). Foreign errors are translated at the boundary with
+``raise X(...) from exc``.
 """
 
 from __future__ import annotations
@@ -119,9 +125,27 @@ class RetryableError(DeliveryError):
         super().__init__(reason)
 
 
-class PermanentError(DeliveryError):
-    """The backend will never take this batch: dead-letter it with the reason."""
+class Unmappable(DeliveryError):
+    """This event can never be sent to the vendor; the message is the dead-letter reason."""
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+
+class BadRange(BadRequest):
+    """A statistics range the report cannot answer; the message says why."""
+
+
+class StoreUnavailable(RouterError):
+    """The store cannot be read now (file locked or unreadable, server down); answered 503."""
+
+
+# -- signals that never leave their module ------------------------------------------------------
+
+class CoerceFailed(ValueError):
+    """The value has no sensible form of the wanted type (``coerce``)."""
+
+
+class BodyTooSlow(TimeoutError):
+    """Put into a request's body stream when its deadline passes.
+
+    A TimeoutError, so that if the handler never read the body, aiohttp's lingering read after
+    the response takes it as a timeout and closes the connection quietly.
+    """

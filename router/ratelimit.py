@@ -28,7 +28,7 @@ from .config import LimitsConfig, RateLimitConfig
 from .errors import TooManyRequests
 
 if TYPE_CHECKING:
-    from .shared import RedisShared, RedisTokenBuckets
+    from .spool.redis_shared import RedisShared, RedisTokenBuckets
 
 Clock = Callable[[], float]
 IPv6_CLIENT_PREFIX = 64  # one IPv6 client usually owns a whole /64: limit the prefix, not the host

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -31,6 +33,21 @@ def require_service(name: str, host: str, port: int) -> None:
         if IN_CI:
             pytest.fail(f"{message}; CI=true requires it")
         pytest.skip(message)
+
+
+async def until(predicate: Callable[[], object | Awaitable[object]], timeout: float = 10.0,
+                interval: float = 0.02) -> None:
+    """Poll ``predicate`` (plain or async) until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not reached within {timeout:g}s")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from support import REPO
 
-from router.web.app import ROUTER, create_app
 from router.config.loader import load, loads
+from router.web.app import ROUTER, create_app
 
 REFERENCE = Path(REPO) / "tests" / "fixtures" / "reference"
 

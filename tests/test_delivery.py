@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support import until
 
 from router.backends.base import SendResult
 from router.config.loader import loads
@@ -41,14 +42,6 @@ async def put(spool, n, **data):
     events = [Event.new({"i": i, **data}) for i in range(n)]
     await spool.append([e.to_json() for e in events])
     return events
-
-
-async def until(predicate, timeout=10.0):
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 async def run_worker(spool, backend, **kw):
@@ -152,6 +145,18 @@ async def test_when_and_backend_filters_apply_before_sending(spool):
     await worker.stop(1)
 
 
+async def test_events_a_backends_when_skips_are_counted_as_drops(spool):
+    await put(spool, 3, version="1.0")
+    await put(spool, 1, version="2.0")
+    metrics = Metrics()
+    extra = "when: {field: version, matches: '^2\\.'}"
+    worker = Worker(spec(extra=extra), MockBackend(), spool, metrics)
+    worker.start()
+    await until(lambda: spool._readers["test"].position == 4)
+    await worker.stop(1)
+    assert metrics.dropped.labels("backend:test", "when", "no_match")._value.get() == 3
+
+
 async def test_stop_during_retry_leaves_the_batch_in_the_spool(spool):
     await put(spool, 2)
     backend = MockBackend(handler=lambda b: SendResult.retry_all(len(b), "down"))
@@ -218,7 +223,7 @@ async def test_a_webhook_gets_spooled_bytes_and_a_corrupt_entry_is_dead_lettered
     sent += await put(spool, 2)
     backend = WebhookBackend("test", WebhookOptions(url=str(server.make_url("/hook"))))
     worker = await run_worker(spool, backend)
-    assert worker._send_spooled is not None  # no `when:` or filters: bytes go as they are
+    assert worker._spooled  # no `when:` or filters: bytes go as they are
     try:
         await until(lambda: len(received) == 4)
         await until(lambda: worker.health.last_success is not None)

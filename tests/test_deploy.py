@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from support import REPO, free_port
+from support import IN_CI, REPO, free_port
 
-from router.web.app import create_app
 from router.config import Config, split_listen
 from router.config.loader import load
 from router.errors import ConfigError
+from router.web.app import create_app
 
 ROOT = Path(REPO)
 DEPLOY = ROOT / "deploy"
@@ -370,10 +370,19 @@ def test_the_image_tag_is_the_package_version():
     assert container()["image"] == f"beacon-router:{version}"
 
 
+def required_tool(name: str, path: str | None = None) -> str:
+    """The tool's path; a skip on a developer's machine without it, a failure in CI."""
+    found = shutil.which(name, path=path)
+    if found is None:
+        message = f"{name} is not installed" + (f" in {path}" if path else "")
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true requires it")
+        pytest.skip(message)
+    return found
+
+
 def test_kubectl_kustomize_renders_the_manifests():
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
+    kubectl = required_tool("kubectl")
     done = subprocess.run(
         [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60
     )
@@ -420,12 +429,8 @@ def test_systemd_unit_is_hardened_and_stops_after_the_drain(monkeypatch):
 
 
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
-    script = shutil.which("beacon-router", path=os.path.dirname(sys.executable))
-    if script is None:
-        pytest.skip("the beacon-router console script is not installed beside this python")
+    analyze = required_tool("systemd-analyze")
+    script = required_tool("beacon-router", path=os.path.dirname(sys.executable))
     # verify insists the ExecStart binary exists: point it at this venv's console script.
     text = (DEPLOY / "systemd/beacon-router.service").read_text()
     (tmp_path / "beacon-router.service").write_text(

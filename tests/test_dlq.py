@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 
 import aiohttp
 import pytest
 from aiohttp import web
-from support import REPO, free_port
+from support import REPO, free_port, until
 
 CONFIG = """
 spool: {{path: ./spool.db}}
@@ -56,13 +55,6 @@ async def cli(workdir, *args: str) -> Done:
     return Done(proc.returncode or 0, out, err)
 
 
-async def until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import pytest
 from pydantic import BaseModel, Field
 from support import REPO
 
-from router.config import schema as cfg
 from router.backends import BACKENDS
 from router.conditions import Condition
 from router.config import Duration, Size
+from router.config import schema as cfg
 from router.docgen import BEGIN, END, main, reference, replace_section, table
 from router.filters import FILTERS
 

@@ -21,8 +21,8 @@ from schemathesis.checks import (
 )
 from support import REPO, RouterProcess, free_port
 
-from router.web.app import create_app
 from router.config.loader import loads
+from router.web.app import create_app
 from router.web.openapi import document, render
 
 ADMIN_TOKEN = "an-admin-token-for-the-openapi-test"

@@ -22,8 +22,8 @@ from support import (
     send_beacon,
 )
 
-from router.web.app import ROUTER, create_app
 from router.config.loader import loads
+from router.web.app import ROUTER, create_app
 
 pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -25,12 +25,13 @@ from support import (
     WebhookReceiver,
     beacon,
     free_port,
+    until,
 )
 
-from router.web.app import ROUTER, create_app
-from router.cli import dry_run
 from router.config.loader import loads
+from router.dryrun import dry_run
 from router.spool import RedisSpool, SqliteSpool
+from router.web.app import ROUTER, create_app
 
 pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -82,13 +83,6 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    for _ in range(int(timeout / 0.05)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 # -- two router processes ----------------------------------------------------------------------

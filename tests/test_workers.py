@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from support import REPO, RouterProcess, WebhookReceiver, free_port, require_service
 
-from router.workers import RestartPolicy
+from router.serve.supervisor import RestartPolicy
 
 CONFIG = """
 server: {{shutdown_timeout: 2s}}

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from .base import Backend, Options, Request, SendResult
-
-BACKENDS: dict[str, type[Backend]] = {}
-
-
-def register(cls: type[Backend]) -> type[Backend]:
-    """Class decorator: make a backend available under its ``type``."""
-    BACKENDS[cls.type] = cls
-    return cls
-
-
 # Importing the modules fills BACKENDS through @register.
-from . import amplitude, file, mixpanel, posthog, segment, stdout, store, webhook  # noqa: E402
+from . import amplitude, file, mixpanel, posthog, segment, stdout, store, webhook
+from .base import BACKENDS, Backend, Options, Request, SendResult, register
 
 __all__ = [
     "BACKENDS",

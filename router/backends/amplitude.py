@@ -25,10 +25,10 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from .. import __version__
-from . import register
-from .base import Request, classify_status, parse_retry_after
-from .batching import AnalyticsEvent, HostOptions, Unit, VendorBackend, Verdict, json_body, tag
+from .analytics import AnalyticsEvent, HostOptions, tag
+from .base import Request, classify_status, parse_retry_after, register
 from .http import HttpResponse
+from .vendor import Unit, VendorBackend, Verdict, json_body
 
 REGIONS = {"us": "https://api2.amplitude.com", "eu": "https://api.eu.amplitude.com"}
 PATH = "/2/httpapi"

@@ -74,6 +74,10 @@ class Backend:
     Options: ClassVar[builtins.type[BaseModel]]  # absent on a type that takes no options
     # The largest batch the vendor accepts; the worker never hands over more.
     max_batch_events: ClassVar[int | None] = None
+    # Whether ``send_spooled`` takes events as the spool holds them (their JSON, undecoded).
+    sends_spooled: ClassVar[bool] = False
+    # Whether ``migrate`` has tables to create (stores).
+    has_tables: ClassVar[bool] = False
 
     def __init__(self, name: str, options: Any = None) -> None:
         self.name, self.options = name, options
@@ -84,6 +88,13 @@ class Backend:
 
     async def send(self, batch: Sequence[Event]) -> SendResult:
         raise NotImplementedError
+
+    async def send_spooled(self, bodies: Sequence[bytes]) -> SendResult:
+        """``send`` for events as the spool holds them (only where ``sends_spooled``)."""
+        raise NotImplementedError
+
+    async def migrate(self) -> None:
+        """Create tables ahead of the first send (only where ``has_tables``)."""
 
     async def aclose(self) -> None:
         """Release connections; called once at shutdown."""
@@ -116,3 +127,12 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), 86400.0)
+
+
+BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: make a backend available under its ``type``."""
+    BACKENDS[cls.type] = cls
+    return cls

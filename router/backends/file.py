@@ -18,8 +18,7 @@ from pydantic import Field
 
 from ..config import Size
 from ..event import Event
-from . import register
-from .base import Backend, Options, Request, SendResult
+from .base import Backend, Options, Request, SendResult, register
 
 
 class FileOptions(Options):

@@ -22,10 +22,10 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
-from . import register
-from .base import Request, classify_status
-from .batching import AnalyticsEvent, HostOptions, Unit, VendorBackend, Verdict, json_body, tag
+from .analytics import AnalyticsEvent, HostOptions, tag
+from .base import Request, classify_status, register
 from .http import HttpResponse
+from .vendor import Unit, VendorBackend, Verdict, json_body
 
 REGIONS = {
     "us": "https://api.mixpanel.com",

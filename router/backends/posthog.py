@@ -30,33 +30,17 @@ from pydantic import Field, SecretStr
 
 from .. import __version__
 from ..event import Event, get_path
-from . import register
-from .base import Request, classify_status
-from .batching import (
-    AnalyticsEvent,
-    HostOptions,
-    Unit,
-    VendorBackend,
-    Verdict,
-    iso_z,
-    json_body,
-    tag,
-)
+from ..posthog_v1 import V1_OPTIONS, V1_TOP_LEVEL
+from .analytics import AnalyticsEvent, HostOptions, iso_z, tag
+from .base import Request, classify_status, register
 from .http import HttpResponse
+from .vendor import Unit, VendorBackend, Verdict, json_body
 
 SDK_INFO = f"beacon-router/{__version__}"
 BATCH_PATH = "/batch/"
 V1_PATH = "/i/v1/analytics/events"
 # Derives $groupidentify uuids and v1 request ids from event uuids: stable across retries.
 _NAMESPACE = uuid_lib.UUID("5b0d1e0c-6f38-4a55-9a59-3c4c2f5e7d21")
-# Capture v1 lifts these properties out of `properties` (posthog-python capture_v1.py).
-_V1_TOP_LEVEL = (("$session_id", "session_id"), ("$window_id", "window_id"))
-_V1_OPTIONS = (
-    ("$cookieless_mode", "cookieless_mode", bool),
-    ("$ignore_sent_at", "disable_skew_correction", bool),
-    ("$product_tour_id", "product_tour_id", str),
-    ("$process_person_profile", "process_person_profile", bool),
-)
 _V1_SERVER_SET = ("$lib", "$lib_version")
 
 
@@ -147,7 +131,7 @@ class PostHogBackend(VendorBackend):
         for key in _V1_SERVER_SET:
             properties.pop(key, None)
         options: dict[str, Any] = {}
-        for key, wire, kind in _V1_OPTIONS:
+        for wire, key, kind in V1_OPTIONS:
             if key in properties:
                 value = _coerce(properties.pop(key), kind)
                 if value is not None:  # a wrongly typed option would fail the whole batch
@@ -160,7 +144,7 @@ class PostHogBackend(VendorBackend):
             "options": options,
             "properties": properties,
         }
-        for key, wire in _V1_TOP_LEVEL:
+        for wire, key in V1_TOP_LEVEL:
             if key in properties:
                 value = properties.pop(key)
                 if isinstance(value, str):

@@ -22,10 +22,10 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 
 from .. import __version__
-from . import register
-from .base import Request, classify_status
-from .batching import AnalyticsEvent, HostOptions, Unit, VendorBackend, Verdict, iso_z
+from .analytics import AnalyticsEvent, HostOptions, iso_z
+from .base import Request, classify_status, register
 from .http import HttpResponse
+from .vendor import Unit, VendorBackend, Verdict
 
 PATH = "/v1/batch"
 _LIBRARY = {"name": "beacon-router", "version": __version__}

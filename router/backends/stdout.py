@@ -7,8 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..event import Event
-from . import register
-from .base import Backend, Request, SendResult
+from .base import Backend, Request, SendResult, register
 
 
 @register

@@ -21,8 +21,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from ..config import Duration, masked
 from ..event import Event, uuid_of_json
-from . import register
-from .base import Backend, Options, Request, SendResult
+from .base import Backend, Options, Request, SendResult, register
 from .http import USER_AGENT, HttpClient
 
 SIGNATURE_HEADER = "X-Beacon-Signature"
@@ -77,6 +76,7 @@ class WebhookBackend(Backend):
 
     type = "webhook"
     Options = WebhookOptions
+    sends_spooled = True
 
     def __init__(self, name: str, options: WebhookOptions) -> None:
         super().__init__(name, options)

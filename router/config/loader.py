@@ -17,10 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..backends import BACKENDS
+from ..backends.base import Backend
 from ..conditions import Condition
 from ..configtest.suite import suite_errors
 from ..errors import ConfigError, ConfigErrors
-from ..filters import FILTERS
+from ..filters import FILTERS, Filter
 from ..yamlsource import LinedYaml, Path, format_path, load_file, load_text
 from .schema import (
     BACKEND_COMMON,
@@ -98,7 +99,7 @@ class _Validator:
             if not isinstance(entry, dict) or "type" not in entry:
                 self.errors.append(self.doc.error(where, "each filter needs a `type:`"))
                 continue
-            cls = self.resolve(entry["type"], FILTERS, "filter", (*where, "type"))
+            cls = self.resolve(entry["type"], FILTERS, Filter, (*where, "type"))
             when = self.condition(entry.get("when"), (*where, "when"))
             rest = {k: v for k, v in entry.items() if k not in FILTER_COMMON}
             options = self.options(cls, rest, where)
@@ -119,7 +120,7 @@ class _Validator:
             if not isinstance(entry, dict) or "type" not in entry:
                 self.errors.append(self.doc.error(where, "each backend needs a `type:`"))
                 continue
-            cls = self.resolve(entry["type"], BACKENDS, "backend", (*where, "type"))
+            cls = self.resolve(entry["type"], BACKENDS, Backend, (*where, "type"))
             shared = self.model(BackendCommon, {k: v for k, v in entry.items()
                                                  if k in BACKEND_COMMON - {"filters"}}, where)
             filters = self.filters(entry.get("filters") or [], (*where, "filters"))
@@ -151,8 +152,9 @@ class _Validator:
             return None
         return self.model(model, rest, path)
 
-    def resolve(self, name: Any, registry: Mapping[str, type], kind: str, path: Path
+    def resolve(self, name: Any, registry: Mapping[str, type], base: type, path: Path
                 ) -> type | None:
+        kind = "filter" if base is Filter else "backend"
         if not isinstance(name, str):
             self.errors.append(self.doc.error(path, f"must be a {kind} type name"))
             return None
@@ -161,14 +163,21 @@ class _Validator:
         if ":" in name:
             module, _, attr = name.partition(":")
             try:
-                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-            except (ImportError, AttributeError) as exc:
+                cls = getattr(importlib.import_module(module), attr)
+                return cls if issubclass(cls, base) else _with_base(cls, base)
+            except (ImportError, AttributeError, TypeError) as exc:
                 self.errors.append(self.doc.error(path, f"cannot load {name}: {exc}"))
                 return None
         self.errors.append(self.doc.error(
             path, f"unknown {kind} type {name!r}; valid types: {', '.join(sorted(registry))}, "
                   "or a dotted path module:Class"))
         return None
+
+
+def _with_base(cls: type, base: type) -> type:
+    """A user's class of the filter (or backend) shape that does not derive the base class:
+    the same class with the base's defaults for the optional capabilities it leaves out."""
+    return type(cls.__name__, (cls, base), {"__module__": cls.__module__})
 
 
 def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:

@@ -12,6 +12,7 @@ from multidict import CIMultiDict
 
 from ..config import Config
 from ..config.loader import load
+from ..dryrun import dry_run  # the command's own code path: tests see what dry-run prints
 from ..errors import ConfigError
 from ..event import Event, RequestContext
 from .match import MISSING, Mismatch, match
@@ -97,8 +98,6 @@ def _load(config_file: str, env: dict[str, str], case: Case) -> Config:
 
 def run_case(config: Config, case: Case) -> Outcome:
     """What ``config`` makes of the case's input, compared with what the case expects."""
-    from ..cli import dry_run  # the command's own code path, so tests see what dry-run prints
-
     unknown = sorted(set(case.backends) - set(config.backends))
     if unknown:
         raise ConfigError(

@@ -19,29 +19,21 @@ from typing import Any
 
 from ..config.schema import FilterSpec
 from ..event import Event
-from .base import Filter, FilterFn, Options
-
-FILTERS: dict[str, type[Filter]] = {}
-
-
-def register(cls: type[Filter]) -> type[Filter]:
-    """Class decorator: make a filter available under its ``type``."""
-    FILTERS[cls.type] = cls
-    return cls
-
+from .base import FILTERS, Filter, FilterFn, Options, register
 
 DropHook = Callable[[str, str], None]  # (filter type, reason)
-Condition = Callable[[Event], bool]
+Predicate = Callable[[Event], bool]  # a compiled ``when:``
 BatchFn = Callable[[list[Event]], Awaitable[list[Event | None]]]
-Step = tuple[str, FilterFn, Condition | None]
-BatchStep = tuple[str, BatchFn, str, Condition | None]  # name, call_batch, drop reason, when
+Step = tuple[str, Filter, Predicate | None]
+BatchStep = tuple[str, BatchFn, str, Predicate | None]  # name, call_batch, drop reason, when
 
 
 class Pipeline:
     """Runs filters in order; the first that returns None drops the event.
 
-    ``shared`` is the store of state router instances share (``router.shared.RedisShared``), or
-    None to keep every filter's state in this process (see the module docstring).
+    ``shared`` is the store of state router instances share
+    (``router.spool.redis_shared.RedisShared``), or None to keep every filter's state in this
+    process (see the module docstring).
     """
 
     def __init__(
@@ -60,18 +52,16 @@ class Pipeline:
             assert isinstance(spec, FilterSpec)
             when = spec.when.compile() if spec.when is not None else None
             step = spec.build()
-            scope = getattr(step, "shared_scope", None) if shared is not None else None
+            scope = step.shared_scope if shared is not None else None
             if scope is not None:
                 # Two filters with the same settings in one pipeline must not share one memory.
                 scopes[scope] += 1
                 step.share(shared, scope if scopes[scope] == 1 else f"{scope}.{scopes[scope]}")
             self._steps.append((spec.type, step, when))
-            call_batch = getattr(step, "call_batch", None)
-            if call_batch is None:
+            if step.call_batch is None:
                 plain.append((spec.type, step, when))
             else:
-                reason = getattr(step, "drop_reason", "dropped")
-                batch_step = (spec.type, call_batch, reason, when)
+                batch_step = (spec.type, step.call_batch, step.drop_reason, when)
                 self._stages.append((Pipeline._of(plain, on_drop), batch_step))
                 plain = []
         if self._stages:
@@ -95,7 +85,7 @@ class Pipeline:
             result = step(event)
             if result is None:
                 if self._on_drop is not None:
-                    self._on_drop(name, getattr(step, "drop_reason", "dropped"))
+                    self._on_drop(name, step.drop_reason)
                 return None
             event = result
         return event
@@ -127,21 +117,20 @@ class Pipeline:
 
     def explain(self, event: Event) -> tuple[Event | None, str | None]:
         """Run the pipeline and say which filter dropped the event, for ``dry-run``."""
-        for name, step, when in self._steps:
-            if when is not None and not when(event):
-                continue
-            result = step(event)
-            if result is None:
-                return None, f"{name}: {getattr(step, 'drop_reason', 'dropped')}"
-            event = result
-        return event, None
+        why: list[str] = []
+        kept = Pipeline._of(self._steps, lambda name, reason: why.append(f"{name}: {reason}"))(
+            event)
+        return kept, (why[0] if why else None)
 
 
 # Importing the modules fills FILTERS through @register.
 from . import (  # noqa: E402
+    dedupe,
     fields,  # drop, keep, rename, copy, set, default, coerce
-    privacy,  # hash, bucket, redact, round_time
-    quality,  # validate, opt_out, sample, dedupe
+    privacy,  # hash, bucket
+    quality,  # validate, opt_out, sample
+    redact,
+    round_time,
 )
 
 __all__ = [
@@ -150,8 +139,11 @@ __all__ = [
     "FilterFn",
     "Options",
     "Pipeline",
+    "dedupe",
     "fields",
     "privacy",
     "quality",
+    "redact",
     "register",
+    "round_time",
 ]

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
+from ..errors import CoerceFailed
 from ..event import _MISSING, Event, delete_path, get_path, set_path, split_path
-from . import register
-from .base import Filter, Options
+from .base import Filter, Options, register
 
 _PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
@@ -255,9 +255,6 @@ _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
-
-class CoerceFailed(ValueError):
-    """The value has no sensible form of the wanted type."""
 
 
 def to_int(value: Any) -> int:

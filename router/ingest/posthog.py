@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..errors import BadRequest
+from ..event import iso_z
+from ..posthog_v1 import V1_OPTIONS, V1_TOP_LEVEL
 from . import json_format, lz64
 from .beacon import parse_media_type
 from .body import decompress
@@ -47,14 +49,6 @@ _JSON_START = re.compile(rb"\s*[\[{]")
 _BASE64 = re.compile(rb"\s*[A-Za-z0-9+/]+={0,2}\s*")
 _SECRET_PROPERTIES = ("token", "$token")  # the project token, kept in memory only
 _PRIVATE_PROPERTIES = ("$ip",)  # the router never stores a client IP address
-# Capture v1 carries these outside `properties`; v0 and PostHog's own pipeline keep them inside.
-_V1_TOP_LEVEL = (("session_id", "$session_id"), ("window_id", "$window_id"))
-_V1_OPTIONS = (
-    ("cookieless_mode", "$cookieless_mode"),
-    ("disable_skew_correction", "$ignore_sent_at"),
-    ("product_tour_id", "$product_tour_id"),
-    ("process_person_profile", "$process_person_profile"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +236,7 @@ def _v0_event(
     if timestamp is None and isinstance(offset, int | float) and not isinstance(offset, bool):
         # posthog-js sends how many milliseconds ago the event happened instead of a time.
         when = now - timedelta(milliseconds=min(max(offset, 0), 10**12))
-        timestamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        timestamp = iso_z(when)
     if timestamp is not None:
         data["timestamp"] = timestamp
     _lift_person_updates(data, properties, raw, index)
@@ -265,10 +259,10 @@ def _v1_event(raw: dict[str, Any], index: int, lib: dict[str, str]) -> Captured:
         raise BadRequest(f"event {index}: `timestamp` is required as an RFC 3339 string")
     properties = _object(raw.get("properties"), index, "properties") or {}
     options = _object(raw.get("options"), index, "options") or {}
-    for wire, key in _V1_TOP_LEVEL:
+    for wire, key in V1_TOP_LEVEL:
         if isinstance(raw.get(wire), str):
             properties.setdefault(key, raw[wire])
-    for wire, key in _V1_OPTIONS:
+    for wire, key, _kind in V1_OPTIONS:
         if options.get(wire) is not None:
             properties.setdefault(key, options[wire])
     for key, value in lib.items():

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..errors import Unavailable
 from ..event import now_iso
 from .base import DeadLetter, Entry
+
+RETRY_AFTER_DOWN = 5.0  # what clients are told while Redis is unreachable
 
 # Fields of an entry on the events stream: its body and, for a replay, the one backend it is for.
 EVENT_FIELD, TARGET_FIELD = b"event", b"target"
@@ -144,3 +146,51 @@ def _glob_escape(text: str) -> str:
 
 def _unavailable(exc: RedisError) -> Unavailable:
     return Unavailable(f"redis: {exc}", retry_after=_RETRY_AFTER)
+
+
+class DeadLetterCommands:
+    """``beacon-router dlq …`` on :class:`~router.spool.redis.RedisSpool`: a backend's dead
+    letters listed, replayed onto the stream for it alone, or purged."""
+
+    stream: str
+
+    def _letters(self) -> RedisDeadLetters:
+        raise NotImplementedError
+
+    def _open_client(self) -> Redis:
+        raise NotImplementedError
+
+    async def dead_letters(
+        self, backend: str, limit: int = 100, since: str | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters of ``backend``, oldest first; ``since`` is an ISO time lower bound."""
+        return await self._letters().letters(backend, limit, since)
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        return await self._letters().counts()
+
+    async def replay(
+        self, backend: str, ids: Sequence[int] | None = None, since: str | None = None
+    ) -> int:
+        """Put dead letters back on the stream for ``backend`` only; returns how many."""
+        return await self._letters().replay(backend, ids, since)
+
+    async def purge(
+        self,
+        backend: str,
+        ids: Sequence[int] | None = None,
+        since: str | None = None,
+        *,
+        release_queue: bool = False,
+    ) -> int:
+        """Delete dead letters of ``backend``; ``release_queue`` also destroys its consumer
+        group, so events kept only for a backend no longer configured can be trimmed."""
+        purged = await self._letters().purge(backend, ids, since)
+        if release_queue:
+            try:
+                await self._open_client().xgroup_destroy(self.stream, backend)
+            except ResponseError:
+                pass  # no stream yet: there is no group to release
+            except RedisError as exc:
+                raise Unavailable(f"redis: {exc}", retry_after=RETRY_AFTER_DOWN) from exc
+        return purged

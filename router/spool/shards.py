@@ -8,7 +8,7 @@ the lock when its holder dies, even on ``kill -9``.
 
 Files whose index is at or above the current worker count (the count went down) are *shards to
 adopt*: worker ``i`` drains those with ``index % N == i`` and deletes each once it holds no
-event and no dead letter (``router.workers``). Dead-letter ids in shard ``k`` start above
+event and no dead letter (``router.serve.supervisor``). Dead-letter ids in shard ``k`` start above
 ``k * DEAD_LETTER_ID_STRIDE``, so a dead letter's id names its file across all shards.
 """
 
@@ -26,6 +26,8 @@ import structlog
 from ..config import SpoolConfig
 from ..errors import Unavailable
 from .base import Spool
+from .factory import create_spool
+from .sqlite import SqliteSpool
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +66,6 @@ def worker_spool(spool: SpoolConfig, index: int, count: int) -> Spool:
     SQLite: its own file, with ``max_size`` split evenly so the files together stay within it.
     Redis: the shared stream; an explicit ``consumer`` name gets ``-<index>`` past worker 0,
     since two processes must never share one consumer's pending list."""
-    from . import create_spool
-    from .sqlite import SqliteSpool
-
     if spool.type == "sqlite":
         update: dict[str, object] = {"path": shard_path(spool.path, index)}
         if spool.max_size and count > 1:

@@ -14,14 +14,13 @@ from typing import Any
 
 from ..config import SpoolConfig
 from .base import DeadLetter
+from .factory import create_spool
 from .shards import DEAD_LETTER_ID_STRIDE, shard_files
 from .sqlite import SqliteSpool
 
 
 def admin_spool(config: SpoolConfig) -> Any:
     """The spool an admin command opens: the one file or stream, or a :class:`ShardSet`."""
-    from . import create_spool
-
     if config.type == "sqlite":
         files = shard_files(config.path)
         if set(files) - {0}:

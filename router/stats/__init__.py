@@ -2,20 +2,18 @@
 
 ``Stats`` (service.py) answers reports from an in-memory day index (days.py) that one indexed
 range query per dialect fills (queries.py); report.py defines the numbers, kanon.py the public
-buckets, api.py the HTTP endpoints, summary.py the ``beacon-router stats`` table.
+buckets, summary.py the ``beacon-router stats`` table. Its HTTP endpoints are
+:mod:`router.web.stats`.
 """
 
 from __future__ import annotations
 
-from .api import add_stats_admin_routes, add_stats_routes
 from .report import Range, build_report
 from .service import Stats, store_backend
 
 __all__ = [
     "Range",
     "Stats",
-    "add_stats_admin_routes",
-    "add_stats_routes",
     "build_report",
     "store_backend",
 ]

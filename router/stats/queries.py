@@ -25,16 +25,13 @@ import orjson
 
 from ..backends.http import host_of
 from ..backends.store import StoreOptions, parse_url
-from ..errors import RouterError
+from ..errors import StoreUnavailable
 
 Value = str | None
 ONE_DAY = timedelta(days=1)
 DayRow = tuple[str, str, tuple[Value, ...]]
 """``("2025-06-30", distinct_id, (value of each dimension, ...))``."""
 
-
-class StoreUnavailable(RouterError):
-    """The store cannot be read now (file locked or unreadable, server down); answered 503."""
 
 
 class StoreReader(Protocol):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
+from ..errors import BadRange
 from .days import ONE_DAY, DayIndex
 from .queries import Value
 
@@ -27,9 +28,6 @@ GRANULARITIES: tuple[Granularity, ...] = ("day", "week", "month")
 MAX_DAYS = 800  # a range longer than two years is a typo more often than a question
 NOT_SET = "(not set)"  # the bucket of installations that did not report a dimension
 
-
-class BadRange(ValueError):
-    """A range the report cannot answer; the message says why, for a 400."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ import structlog
 
 from ..backends.store import StoreOptions
 from ..config import BackendSpec, Config, StatsConfig
+from ..errors import StoreUnavailable
+from ..event import iso_z
 from .days import DayIndex
 from .kanon import at_least, k_anonymous
-from .queries import StoreReader, StoreUnavailable, open_reader
+from .queries import StoreReader, open_reader
 from .report import Range, build_report
 
 log = structlog.get_logger(__name__)
@@ -109,7 +111,7 @@ class Stats:
         full = await self.report(span, self.public_dimensions)
         k, totals = self.settings.k, full["totals"]
         body = {
-            "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "generated_at": iso_z(datetime.now(UTC), "seconds"),
             "from": full["from"],
             "to": full["to"],
             "k": k,

@@ -24,14 +24,15 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from .. import __version__, auth
-from .app import ROUTER, Router, error_middleware, error_response, json_response
 from ..config.loader import load
 from ..errors import ConfigError, Unavailable
 from ..metrics import event_age
-from .reload import RELOADER
 from ..spool.base import DeadLetterQueue, ManagedSpool
 from ..spool.shardset import admin_spool
-from ..workers import WORKER
+from .reload import RELOADER
+from .responses import error_middleware, error_response, json_response
+from .state import ROUTER, WORKER, Router
+from .stats import add_stats_admin_routes
 
 log = structlog.get_logger(__name__)
 
@@ -84,9 +85,7 @@ def create_admin_app(ingest: web.Application) -> web.Application:
     if WORKER in ingest:
         app[WORKER] = ingest[WORKER]
     add_admin_routes(app)
-    from ..stats import add_stats_admin_routes  # /api/stats and /dashboard: admin pages too
-
-    add_stats_admin_routes(app, ingest)
+    add_stats_admin_routes(app, ingest)  # /api/stats and /dashboard: admin pages too
     return app
 
 

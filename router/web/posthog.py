@@ -22,18 +22,16 @@ from datetime import UTC, datetime
 
 from aiohttp import hdrs, web
 
-from .app import ROUTER, Router, error_response, json_response, make_durable, request_context
 from ..config import PostHogSourceConfig
 from ..errors import InputError, Unauthorized
-from ..event import Event
+from ..event import Event, iso_z
 from ..ingest import read_body
 from ..ingest.posthog import Captured, decode_v0, decode_v1
+from .intake import make_durable, request_context
+from .paths import SOURCE, V0_METHODS, V0_PATHS, V1_METHODS, V1_PATH
+from .responses import error_response, json_response
+from .state import ROUTER, Router
 
-SOURCE = "posthog"
-V0_PATHS = ("/capture", "/batch", "/e", "/i/v0/e", "/track", "/engage")
-V1_PATH = "/i/v1/analytics/events"
-V0_METHODS = ("GET", "POST", "OPTIONS")
-V1_METHODS = ("POST", "OPTIONS")
 _ALLOWED_HEADERS = "Content-Type, Content-Encoding, Authorization"
 _PREFLIGHT_MAX_AGE = str(24 * 3600)
 
@@ -188,7 +186,7 @@ async def _make_durable(
     """Run the global pipeline on each event and append the survivors to the spool."""
     router.metrics.child(router.metrics.received, SOURCE).inc(len(events))
     context = replace(request_context(request), token=token)  # memory only, like the client IP
-    received_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    received_at = iso_z(now)
     await make_durable(router, SOURCE, (
         Event.new(c.data, name=c.name, source=SOURCE, uuid=c.uuid, received_at=received_at,
                   context=context)

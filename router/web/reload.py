@@ -25,7 +25,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from .app import ROUTER, Router, drop_counter
 from ..config import Config
 from ..config.loader import load
 from ..delivery import Worker
@@ -33,6 +32,7 @@ from ..errors import ConfigError
 from ..event import now_iso
 from ..filters import Pipeline
 from ..ingest import Limits
+from .state import ROUTER, Router, drop_counter
 
 log = structlog.get_logger(__name__)
 

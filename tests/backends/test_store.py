@@ -14,9 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from router.backends.store import StoreBackend, StoreOptions, iso_utc
+from router.backends.store import StoreBackend, StoreOptions
 from router.config.loader import loads
 from router.errors import ConfigError
+from router.event import iso_z as iso_utc
 
 
 def days_ago(days: float) -> str:

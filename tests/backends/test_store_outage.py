@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from support import TcpProxy
 
-from router.web.app import ROUTER, create_app
 from router.config.loader import loads
+from router.web.app import ROUTER, create_app
 
 pytestmark = pytest.mark.postgres
 

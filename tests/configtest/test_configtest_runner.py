@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from router.backends import Backend
-from router.configtest.runner import build_event, run
 from router.configtest.command import load_suites
+from router.configtest.runner import build_event, run
 from router.errors import ConfigError
 
 CONFIG = """\

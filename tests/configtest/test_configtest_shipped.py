@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from router.configtest.runner import run
 from router.configtest.command import load_suites
+from router.configtest.runner import run
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = (REPO / "config" / "examples").glob("*.y*ml")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from router.config.loader import loads
-from router.configtest.suite import parse_suite
 from router.configtest.match import MISSING
+from router.configtest.suite import parse_suite
 from router.errors import ConfigError
 from router.yamlsource import load_text
 

@@ -225,7 +225,7 @@ def test_redact_pre_check_says_nothing_only_when_the_walk_changes_nothing(
 ) -> None:
     import copy
 
-    from router.filters.privacy import Redact, RedactOptions, nothing_to_redact
+    from router.filters.redact import Redact, RedactOptions, nothing_to_redact
 
     walked = copy.deepcopy(data)
     Redact(RedactOptions()).redact(walked)

@@ -15,16 +15,9 @@ from structlog.testing import capture_logs
 
 from router.errors import ConfigError
 from router.event import Event
-from router.filters.privacy import (
-    Bucket,
-    BucketOptions,
-    Hash,
-    HashOptions,
-    Redact,
-    RedactOptions,
-    RoundTime,
-    RoundTimeOptions,
-)
+from router.filters.privacy import Bucket, BucketOptions, Hash, HashOptions
+from router.filters.redact import Redact, RedactOptions
+from router.filters.round_time import RoundTime, RoundTimeOptions
 
 KEY = "k" * 32
 
@@ -382,7 +375,7 @@ def test_round_time_step_must_be_whole_seconds(to: str, message: str) -> None:
 
 
 def test_redact_pre_check_spares_a_typical_beacon_and_catches_each_pattern() -> None:
-    from router.filters.privacy import nothing_to_redact
+    from router.filters.redact import nothing_to_redact
 
     beacon = {"installation_id": "5eed0000-0001-4a1e-9f3c-000000000001", "version": "2.4.1",
               "platform": {"os": "linux", "os_version": "Ubuntu 22.04"},

@@ -13,10 +13,8 @@ from structlog.testing import capture_logs
 
 from router.errors import BadRequest
 from router.event import Event, RequestContext
+from router.filters.dedupe import Dedupe, DedupeOptions, MemorySeenSet
 from router.filters.quality import (
-    Dedupe,
-    DedupeOptions,
-    MemorySeenSet,
     OptOut,
     OptOutOptions,
     Sample,

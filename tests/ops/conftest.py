@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 from opsupport import HASH_KEY, Receiver
 
-from router.web.app import create_app
 from router.config import Config
 from router.config.loader import load
+from router.web.app import create_app
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from support import until
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 HASH_KEY = "a-test-hash-key-of-32-characters!"
@@ -34,11 +35,7 @@ class Receiver:
         return web.json_response({"ok": self.status < 300}, status=self.status)
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        for _ in range(int(timeout / 0.02)):
-            if predicate():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("the receiver never saw what the test waited for")
+        await until(predicate, timeout)
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -63,13 +60,6 @@ def file_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` (sync) until it is truthy."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def auth(token: str = ADMIN_TOKEN) -> dict[str, str]:

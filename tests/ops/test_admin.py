@@ -6,7 +6,8 @@ from __future__ import annotations
 import hmac
 
 import pytest
-from opsupport import ADMIN_TOKEN, auth, until
+from opsupport import ADMIN_TOKEN, auth
+from support import until
 
 from router import auth as auth_module
 

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from opsupport import HASH_KEY, file_events, until
-from support import REPO, RouterProcess, free_port
+from opsupport import HASH_KEY, file_events
+from support import REPO, RouterProcess, free_port, until
 
 from router.logs import Scrub, scrub_text
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from opsupport import file_events, metric, scrape, until
+from opsupport import file_events, metric, scrape
 from prometheus_client.parser import text_string_to_metric_families
+from support import until
 
 BEACON = {"installation_id": "inst-1", "version": "1.0.0"}
 

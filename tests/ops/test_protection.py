@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from opsupport import file_events, until
+from opsupport import file_events
+from support import until
 
 BEACON = {"installation_id": "inst-1", "version": "1.0.0"}
 SECURITY_HEADERS = {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from opsupport import ADMIN_TOKEN, Receiver, auth, file_events, metric, scrape, until
-from support import free_port
+from opsupport import ADMIN_TOKEN, Receiver, auth, file_events, metric, scrape
+from support import free_port, until
 
 BEACON = {"installation_id": "inst-1", "version": "1.0.0"}
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from router.web.app import ROUTER
 from router.event import Event
 from router.testing import MockBackend
+from router.web.app import ROUTER
 
 TOKEN = "phc_router_test_token"
 _ROUTE_COUNT = re.compile(r'beacon_router_request_duration_seconds_count\{route="([^"]+)"\} (\S+)')

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from capture_support import Running, StartRouter
 
-from router.web.app import ROUTER, create_app
 from router.config.loader import loads
 from router.testing import MockBackend
+from router.web.app import ROUTER, create_app
 
 
 @pytest.fixture

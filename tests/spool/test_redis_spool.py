@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
-from support import free_port
+from support import free_port, until
 
 from router.config.loader import loads
 from router.errors import ConfigError, Unavailable
@@ -47,12 +47,6 @@ async def start(spools, prefix, name, backends=("a",), **kw) -> RedisSpool:
     return spool
 
 
-async def until(predicate, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 async def test_entries_a_dead_consumer_held_are_taken_over_after_claim_idle(spools, prefix, raw):

@@ -10,17 +10,17 @@ import asyncio
 import json
 import os
 import sqlite3
-import time
 
 import pytest
+from support import until
 
 from router.cli import main
 from router.config.loader import loads
 from router.errors import Unavailable
 from router.event import Event
 from router.metrics import Metrics
+from router.serve.adoption import Adoption
 from router.spool import SqliteSpool
-from router.spool.adoption import Adoption
 from router.spool.shards import (
     DEAD_LETTER_ID_STRIDE,
     ShardLock,
@@ -65,11 +65,6 @@ def delivered(tmp_path) -> list[str]:
     return [json.loads(line)["uuid"] for line in out.read_text().splitlines()]
 
 
-async def until(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # -- naming ------------------------------------------------------------------------------------

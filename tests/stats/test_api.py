@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import Store, beacon
 
+from router.config.loader import loads
 from router.web.admin import create_admin_app
 from router.web.app import create_app
-from router.config.loader import loads
 
 TOKEN = "a-long-admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

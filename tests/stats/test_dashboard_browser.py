@@ -17,8 +17,8 @@ import pytest
 from conftest import Store, beacon
 from support import IN_CI, REPO
 
-from router.web.app import create_app
 from router.config.loader import loads
+from router.web.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -220,7 +220,7 @@ async def test_an_empty_or_missing_store_reports_zeros(store: Store):
     ],
 )
 def test_bad_ranges_are_refused_with_the_reason(start, end, granularity, why):
-    from router.stats.report import BadRange
+    from router.errors import BadRange
 
     with pytest.raises(BadRange, match=why):
         Range.parse(start, end, granularity, LATER)

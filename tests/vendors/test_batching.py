@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.backends.batching import Unit, Unmappable, VendorOptions, cut, to_analytics
+from router.backends.analytics import VendorOptions, to_analytics
+from router.backends.vendor import Unit, cut
+from router.errors import Unmappable
 from router.event import Event
 
 OPTIONS = VendorOptions()

@@ -19,10 +19,9 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import structlog
@@ -31,8 +30,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ...config import Duration, masked
 from ...errors import RetryableError
 from ...event import Event, get_path, split_path
-from .. import register
-from ..base import Backend, Options, Request, SendResult
+from ..base import Backend, Options, Request, SendResult, register
+from .rows import Engine, Row
+from .sqlite import SqliteStore
 
 log = structlog.get_logger(__name__)
 
@@ -93,52 +93,13 @@ def parse_url(url: str) -> tuple[str, str]:
     raise ValueError("must be sqlite:///path/to/file.db or postgresql://user@host:port/db")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One event as stored; ``data`` is already JSON text."""
-
-    uuid: str
-    received_at: datetime
-    event: str
-    source: str
-    distinct_id: str | None
-    version: str | None
-    data: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row as ``dry-run`` shows it."""
-        return {
-            "uuid": self.uuid,
-            "received_at": iso_utc(self.received_at),
-            "event": self.event,
-            "source": self.source,
-            "distinct_id": self.distinct_id,
-            "version": self.version,
-            "data": orjson.loads(self.data),
-        }
-
-
-class Engine(Protocol):
-    """What the SQLite and PostgreSQL stores both do."""
-
-    async def migrate(self) -> None:
-        """Create the table and its indexes if missing; raise RetryableError if unreachable."""
-
-    async def insert(self, rows: Sequence[Row]) -> dict[int, str]:
-        """Insert rows, skipping known uuids; return rows refused for good, by index, with why."""
-
-    async def prune(self, cutoff: datetime) -> int:
-        """Delete rows received before ``cutoff``; return how many."""
-
-    async def aclose(self) -> None: ...
-
-
 @register
 class StoreBackend(Backend):
     """Writes every event as one row, idempotently, into SQLite or PostgreSQL."""
 
     type = "store"
     Options = StoreOptions
+    has_tables = True
 
     def __init__(self, name: str, options: StoreOptions) -> None:
         super().__init__(name, options)
@@ -261,11 +222,6 @@ def parse_timestamp(value: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def iso_utc(when: datetime) -> str:
-    """``2024-05-01T12:00:00.000Z``: fixed width, so text comparison is time order (SQLite)."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def as_text(value: Any) -> str | None:
     """An indexed column's value: strings as they are, anything else as JSON, absent as NULL."""
     if value is None or isinstance(value, str):
@@ -276,8 +232,6 @@ def as_text(value: Any) -> str | None:
 def _engine(name: str, options: StoreOptions) -> Engine:
     kind, target = parse_url(options.url)
     if kind == "sqlite":
-        from .sqlite import SqliteStore
-
         return SqliteStore(Path(target), options.table, name=name)
     from .postgres import PostgresStore
 

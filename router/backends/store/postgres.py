@@ -16,7 +16,7 @@ import asyncpg
 
 from ...errors import RetryableError
 from ..http import host_of
-from . import Row
+from .rows import Row
 
 # Every failure the driver reports; `_bad_data` tells the rows' fault from the rest.
 # InternalClientError: what asyncpg raises when the server kills a connection just as a query

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from ...errors import RetryableError
-from . import Row, iso_utc
+from ...event import iso_z
+from .rows import Row
 
 T = TypeVar("T")
 PRUNE_CHUNK = 5000  # rows per DELETE, so a big first retention pass never holds the lock long
@@ -36,7 +37,7 @@ class SqliteStore:
         return {}
 
     async def prune(self, cutoff: datetime) -> int:
-        return await self._run(self._prune, iso_utc(cutoff))
+        return await self._run(self._prune, iso_z(cutoff))
 
     async def aclose(self) -> None:
         if self._conn is not None:
@@ -102,7 +103,7 @@ class SqliteStore:
                 [
                     (
                         r.uuid,
-                        iso_utc(r.received_at),
+                        iso_z(r.received_at),
                         r.event,
                         r.source,
                         r.distinct_id,

@@ -23,8 +23,9 @@ from aiohttp import web
 from ..config import Config
 from ..delivery import Delivery
 from ..metrics import Metrics
-from .shards import ShardLock, remove_spool_file, shard_files, worker_spool
-from .sqlite import SqliteSpool
+from ..spool.shards import ShardLock, remove_spool_file, shard_files, worker_spool
+from ..spool.sqlite import SqliteSpool
+from ..web.state import ROUTER
 
 log = structlog.get_logger(__name__)
 
@@ -126,8 +127,6 @@ class Adoption:
 def install(app: web.Application, index: int, count: int) -> None:
     """Run :class:`Adoption` beside the app's own delivery (a SQLite spool only: a shared
     Redis stream has nothing to adopt). Call before the app starts."""
-    from ..web.app import ROUTER  # here: app imports the spool package
-
     router = app[ROUTER]
     if router.config.spool.type != "sqlite":
         return

@@ -1,8 +1,8 @@
 """Run the app until SIGTERM/SIGINT, then drain: readiness fails first, requests finish,
 delivery flushes in-flight batches, the spool closes, and the process exits 0.
 
-SIGHUP reloads the config file (router/web/reload.py). With ``admin.token`` set, the admin API gets
-its own listener on ``admin.listen`` unless that says ``same``.
+SIGHUP reloads the config file (router/web/reload.py). With ``admin.token`` set, the admin API
+gets its own listener on ``admin.listen`` unless that says ``same``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import signal
 import structlog
 from aiohttp import web
 
-from .web.app import ROUTER, create_app
-from .config import Config, split_listen
-from .web.reload import RELOADER
-from .spool import adoption
-from .spool.shards import ShardLock, shard_path, worker_spool
-from .workers import WORKER, WorkerSlot
+from ..config import Config, split_listen
+from ..spool.shards import ShardLock, shard_path, worker_spool
+from ..web.admin import create_admin_app
+from ..web.app import ROUTER, create_app
+from ..web.reload import RELOADER
+from ..web.state import WORKER, WorkerSlot
+from . import adoption
 
 log = structlog.get_logger(__name__)
 
@@ -95,8 +96,6 @@ async def _admin_listener(app: web.Application, config: Config) -> web.AppRunner
     """The admin API on ``admin.listen``, when a token turns it on and it has its own port."""
     if config.admin.token is None or config.admin.listen == "same":
         return None
-    from .web.admin import create_admin_app
-
     runner = web.AppRunner(create_admin_app(app), access_log=None, handle_signals=False,
                            keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()

@@ -26,21 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .config import SpoolConfig
-from .errors import Unavailable
-from .ratelimit import bucket_digest
-from .spool.redis import RedisOutage
+from ..config import SpoolConfig
+from ..errors import Unavailable
+from ..ratelimit import bucket_digest
+from .redis_client import RedisOutage, connect
 
 log = structlog.get_logger(__name__)
 
-_CONNECT_TIMEOUT = 2.0  # seconds; as the spool's: a black-holed Redis must not hang a request
-_IO_TIMEOUT = 5.0
-_MAX_CONNECTIONS = 64  # per process; a burst of requests waits for one instead of failing
 _RETRY_AFTER_DOWN = 5.0  # what clients are told while Redis is unreachable (as the spool)
 _FORGET_CHUNK = 1000  # keys per forget script call
 _MAX_FORGOTTEN = 100_000  # keys waiting to be forgotten while Redis is away; the oldest go first
@@ -108,17 +102,7 @@ class RedisShared:
     """One router process's handle on the shared state (see the module docstring)."""
 
     def __init__(self, url: str, key_prefix: str) -> None:
-        # Its own pool, not the spool's: blocking stream reads must not starve ingest's checks.
-        # One retry: a pooled connection may have died with a Redis restart since its last use.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=_MAX_CONNECTIONS,
-            timeout=_IO_TIMEOUT,
-            socket_connect_timeout=_CONNECT_TIMEOUT,
-            socket_timeout=_IO_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),
-        )
-        self.client = Redis.from_pool(pool)
+        self.client = connect(url)  # its own pool: see redis_client
         self.prefix = key_prefix
         self._record = self.client.register_script(_RECORD)
         self._forget = self.client.register_script(_FORGET)

@@ -24,28 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from aiohttp import web
 
-from .config import Config
-from .config.loader import load
-from .errors import ConfigError
+from ..config import Config
+from ..config.loader import load
+from ..errors import ConfigError
+from ..web.state import WorkerSlot
 
 log = structlog.get_logger(__name__)
 
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _KILL_MARGIN = 15.0  # seconds past drain_delay + 2 * shutdown_timeout before SIGKILL
 _PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class WorkerSlot:
-    """Which of the ``count`` worker processes this one is (``index`` from 0)."""
-
-    index: int = 0
-    count: int = 1
-
-
-WORKER = web.AppKey("worker", WorkerSlot)  # set on the app by server.serve
 
 
 class RestartPolicy:

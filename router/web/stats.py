@@ -22,13 +22,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from .html import public_page
-from .queries import StoreUnavailable
-from .report import BadRange, Range
-from .service import Stats
+from ..errors import BadRange, StoreUnavailable
+from ..stats.html import public_page
+from ..stats.report import Range
+from ..stats.service import Stats
+from .state import ROUTER
 
 log = structlog.get_logger(__name__)
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "stats" / "static"
 STATIC_FILES = {"dashboard.js": "text/javascript", "chart.umd.min.js": "text/javascript"}
 STATS = web.AppKey("stats", Stats)
 # The dashboard runs only our own script; Chart.js styles its canvases through the DOM.
@@ -196,8 +197,6 @@ def _wants_html(request: web.Request) -> bool:
 
 
 def _config(app: web.Application) -> Any:
-    from ..web.app import ROUTER  # here, not at the top: app.py imports this module
-
     return app[ROUTER].config
 
 

@@ -1,0 +1,98 @@
+"""The ``round_time`` filter: timestamps coarsened to an interval (an hour by default), so a
+beacon's time does not single out its sender."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from ..config import Duration
+from ..event import _MISSING, Event, get_path, iso_z, split_path
+from .base import Filter, Options, register
+from .fields import FieldPath, replace_path
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS_THRESHOLD = 1e11  # larger epoch numbers are milliseconds (1e11 s is the year 5138)
+_EPOCH_TEXT = re.compile(r"\s*[+-]?\d+(?:\.\d+)?\s*", re.ASCII)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An aware datetime from ISO 8601 text or epoch seconds/milliseconds; None if not one."""
+    try:
+        if isinstance(value, str):
+            if _EPOCH_TEXT.fullmatch(value):
+                return parse_time(float(value))
+            dt = datetime.fromisoformat(value.strip())
+            return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)  # naive: read as UTC
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
+            return _EPOCH + timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
+        pass
+    return None
+
+
+class RoundTimeOptions(Options):
+    """``fields`` (default ``[timestamp]``) floored to a multiple of ``to`` (at least 1s)."""
+
+    fields: list[FieldPath] = Field(["timestamp"], min_length=1,
+                                    description="ISO 8601 or epoch (s or ms) timestamps")
+    to: Duration = Field(ge=1.0, description="floored to a multiple of this: 1m, 1h, 1d")
+
+    @field_validator("to")
+    @classmethod
+    def _whole_seconds(cls, v: float) -> float:
+        if not v.is_integer():
+            raise ValueError("must be a whole number of seconds (e.g. 1m, 1h, 1d)")
+        return v
+
+
+@register
+class RoundTime(Filter):
+    """Floor timestamps to ``to`` (1m, 1h, 1d) counted from the Unix epoch; output ISO 8601 UTC."""
+
+    type = "round_time"
+    Options = RoundTimeOptions
+
+    def __init__(self, options: RoundTimeOptions) -> None:
+        super().__init__(options)
+        self._step = timedelta(seconds=options.to)
+        self._seconds = int(options.to)
+        # Every UTC day starts at a multiple of such a step from the epoch, so flooring within
+        # the day is enough: integer arithmetic instead of timedelta arithmetic and isoformat.
+        self._within_day = 86400 % self._seconds == 0
+        self._paths = [split_path(p) for p in options.fields]
+
+    def floor(self, value: Any) -> str | None:
+        """The floored ISO 8601 UTC text (``2024-01-01T12:00:00Z``), or None if unparseable."""
+        dt = parse_time(value)
+        if dt is None:
+            return None
+        try:
+            if self._within_day:
+                dt = dt.astimezone(UTC)
+                s = dt.hour * 3600 + dt.minute * 60 + dt.second
+                s -= s % self._seconds
+                return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+                        f"T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z")
+            floored = _EPOCH + ((dt - _EPOCH) // self._step) * self._step
+        except OverflowError:
+            return None
+        return iso_z(floored, "seconds")
+
+    def __call__(self, event: Event) -> Event | None:
+        data = event.data
+        for path in self._paths:
+            value = get_path(data, path, _MISSING)
+            if value is _MISSING:
+                continue
+            floored = self.floor(value)
+            if floored is not None:
+                replace_path(data, path, floored)
+        return event

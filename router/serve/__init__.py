@@ -1,0 +1,1 @@
+"""Running processes: the server, the ``--workers`` supervisor, and spool adoption."""

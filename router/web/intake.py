@@ -1,0 +1,49 @@
+"""From a decoded request to durable events, for every ingest handler: the request context
+filters may read (memory only), then the global pipeline and one durable spool write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from ..event import Event, RequestContext
+from .state import ROUTER, Router
+
+
+async def make_durable(router: Router, source: str, events: Iterable[Event]) -> int:
+    """Run the global pipeline on each event and append the survivors to the spool in one
+    durable write; returns how many were kept. Raises Unavailable if the spool refuses.
+
+    A request that fails leaves nothing remembered (dedupe): its retry must not be dropped."""
+    pipeline = router.pipeline
+    events = list(events)
+    try:
+        if pipeline.batched:  # a filter's state is shared (Redis): one round trip per request
+            kept = await pipeline.run(events)
+        else:
+            kept = [e for e in map(pipeline, events) if e is not None]
+        if not kept:
+            return 0
+        assert router.spool is not None
+        await router.spool.append([e.to_json() for e in kept])
+    except BaseException:
+        for event in events:
+            for undo in event.undo or ():
+                undo()
+        raise
+    router.metrics.child(router.metrics.accepted, source).inc(len(kept))
+    return len(kept)
+
+
+def request_context(request: web.Request) -> RequestContext:
+    """The request facts filters may use; held in memory only."""
+    headers = request.headers
+    return RequestContext(dnt=headers.get("DNT") == "1", gpc=headers.get("Sec-GPC") == "1",
+                          client_ip=client_ip(request), user_agent=headers.get("User-Agent"))
+
+
+def client_ip(request: web.Request) -> str | None:
+    """The client's address, read through ``limits.trusted_proxies``; memory only, never kept."""
+    return request.app[ROUTER].rate_limits.client_ip(request.remote,
+                                                     request.headers.get("X-Forwarded-For"))

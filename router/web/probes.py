@@ -1,0 +1,40 @@
+"""The infrastructure's probes: ``/healthz`` (alive), ``/readyz`` (config loaded, spool
+writable, not draining; per-backend health) and ``/metrics`` (Prometheus text)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..metrics import CONTENT_TYPE, collect_spool
+from .responses import json_response
+from .state import ROUTER
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the config is loaded, the spool is writable and we are not draining."""
+    router = request.app[ROUTER]
+    spool_ok = router.spool is not None and await router.spool.writable()
+    backends = {}
+    if router.delivery is not None:
+        for name, worker in router.delivery.workers.items():
+            h = worker.health
+            backends[name] = {"healthy": h.healthy, "consecutive_failures":
+                              h.consecutive_failures, "last_error": h.last_error,
+                              "queued": await router.spool.depth(name) if router.spool else None}
+    ready = spool_ok and not router.draining
+    body = {"status": "ready" if ready else "not_ready", "spool_writable": spool_ok,
+            "draining": router.draining, "backends": backends}
+    return json_response(body, status=200 if ready else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
+    if router.spool is not None and router.delivery is not None:
+        await collect_spool(router.metrics, router.spool, list(router.delivery.workers))
+    resp = web.Response(body=router.metrics.render())
+    resp.content_type = CONTENT_TYPE.split(";")[0]
+    return resp
