@@ -60,8 +60,8 @@ class PostHogSource:
         token = next(iter(tokens), None)
         if self.tokens and token is None:
             raise Unauthorized(
-                "a project token is required: api_key or token in the body "
-                "(capture v1: Authorization: Bearer <token>)"
+                "a project token is required: api_key or token in the body, or "
+                "Authorization: Bearer <token>"
             )
         if self.tokens and token not in self.tokens:
             raise Unauthorized("unknown project token")  # never echoed: it may be a secret
@@ -147,7 +147,12 @@ async def _capture_v0(request: web.Request, router: Router, source: PostHogSourc
         now=now,
         limits=router.limits,
     )
-    token = source.token(capture.tokens)
+    # The key may come in the body (what the SDKs do) or, as some hand-written clients send
+    # it, in `Authorization: Bearer`; when both are there they must agree.
+    bearer = _bearer(request.headers.get(hdrs.AUTHORIZATION), required=bool(source.tokens))
+    if bearer is not None and capture.tokens and capture.tokens != {bearer}:
+        raise Unauthorized("the Authorization header and the body name different project tokens")
+    token = source.token(capture.tokens or (frozenset((bearer,)) if bearer else frozenset()))
     await _make_durable(request, router, capture.events, token, now)
     if request.query.get("beacon") == "1":
         return web.Response(status=204)

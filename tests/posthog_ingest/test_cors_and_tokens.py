@@ -112,6 +112,46 @@ async def test_a_listed_token_may_write(start_router: StartRouter, body):
     assert router.metric("accepted", "posthog") == (len(body) if isinstance(body, list) else 1)
 
 
+HEARTBEAT = {  # Operately's PostHogBeacon: no key in the body, `Authorization: Bearer <key>`
+    "event": "installation_heartbeat",
+    "distinct_id": "8a6e0804-2bd0-4672-b79d-d97027f9071a",
+    "properties": {"version": "1.0.0", "platform": "linux", "deployment_type": "docker"},
+}
+
+
+async def test_capture_v0_takes_the_project_key_from_authorization_bearer(
+    start_router: StartRouter,
+):
+    router = await start_router(posthog=f"{{tokens: [{TOKEN}]}}")
+    resp = await router.client.post(
+        "/capture/", json=HEARTBEAT, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"status": 1}
+    [event] = await router.delivered(1)
+    assert event.name == "installation_heartbeat"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "detail"),
+    [
+        ({"Authorization": "Bearer phc_someone_else"}, HEARTBEAT, "unknown project token"),
+        ({"Authorization": "Basic abc"}, HEARTBEAT, "Bearer <project token>"),
+        ({"Authorization": f"Bearer {TOKEN}"}, {**HEARTBEAT, "api_key": "phc_second"},
+         "different project tokens"),
+    ],
+    ids=["unknown", "not-bearer", "disagrees-with-body"],
+)
+async def test_capture_v0_refuses_a_bearer_key_that_is_unknown_malformed_or_contradicted(
+    start_router: StartRouter, headers, body, detail: str
+):
+    router = await start_router(posthog=f"{{tokens: [{TOKEN}, phc_second]}}")
+    resp = await router.client.post("/capture/", json=body, headers=headers)
+    assert resp.status == 401
+    answer = await resp.json()
+    assert detail in answer["detail"] and "phc_someone_else" not in answer["detail"]
+
+
 async def test_without_tokens_configured_mixed_or_missing_tokens_are_accepted(
     start_router: StartRouter,
 ):
