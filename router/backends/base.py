@@ -50,6 +50,17 @@ class SendResult:
         return cls(retry=tuple(range(n)), reason=reason, retry_after=retry_after)
 
     @classmethod
+    def combine(cls, singles: Sequence[SendResult]) -> SendResult:
+        """One result for a batch sent one event per request: ``singles[i]`` is event i's.
+        The first failure's reason stands for all; the longest Retry-After is kept."""
+        retry = tuple(i for i, r in enumerate(singles) if r.retry)
+        dead = {i: r.dead[0] for i, r in enumerate(singles) if r.dead}
+        failed = [r for r in singles if not r.ok]
+        waits = [r.retry_after for r in failed if r.retry_after is not None]
+        return cls(retry=retry, dead=dead, reason=failed[0].reason if failed else "",
+                   retry_after=max(waits) if waits else None) if failed else _OK
+
+    @classmethod
     def dead_all(cls, n: int, reason: str) -> SendResult:
         return cls(dead=dict.fromkeys(range(n), reason), reason=reason)
 
@@ -74,8 +85,9 @@ class Backend:
     Options: ClassVar[builtins.type[BaseModel]]  # absent on a type that takes no options
     # The largest batch the vendor accepts; the worker never hands over more.
     max_batch_events: ClassVar[int | None] = None
-    # Whether ``send_spooled`` takes events as the spool holds them (their JSON, undecoded).
-    sends_spooled: ClassVar[bool] = False
+    # Whether ``send_spooled`` takes events as the spool holds them (their JSON, undecoded);
+    # a backend may decide per instance, from its options.
+    sends_spooled: bool = False
     # Whether ``migrate`` has tables to create (stores).
     has_tables: ClassVar[bool] = False
 

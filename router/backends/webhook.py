@@ -1,14 +1,20 @@
 """``type: webhook`` — POST each batch as JSON to a URL, signed with HMAC-SHA256.
 
-Body: ``{"events": [event.to_dict(), ...]}``. With a ``secret``, the request carries
-``X-Beacon-Timestamp: <unix seconds>`` and ``X-Beacon-Signature: sha256=<hex>``, the HMAC-SHA256
-of ``<timestamp> "." <exact body bytes>`` keyed by the secret; signing the timestamp lets a
-receiver reject replays. ``Idempotency-Key`` is derived from the batch's event uuids, so a retried
-batch carries the same key. See docs/backends.md for a receiver's verification code.
+Body, by ``format``: ``events`` (the default), ``{"events": [event.to_dict(), ...]}`` per batch;
+``ndjson``, each event's ``data`` (the client's payload as the pipeline left it) on a line of
+its own, per batch; ``single``, one request per event with its ``data`` as the body, the shape
+the product's own client posts, for internal receivers that expect it.
+
+With a ``secret``, the request carries ``X-Beacon-Timestamp: <unix seconds>`` and
+``X-Beacon-Signature: sha256=<hex>``, the HMAC-SHA256 of ``<timestamp> "." <exact body bytes>``
+keyed by the secret; signing the timestamp lets a receiver reject replays. ``Idempotency-Key``
+is derived from the batch's event uuids (``single``: the event's uuid), so a retried batch
+carries the same key. See docs/backends.md for a receiver's verification code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -53,6 +59,9 @@ class WebhookOptions(Options):
     # secret (unsigned). Write `${WEBHOOK_SECRET:?must be set}` to make it mandatory.
     secret: SecretStr | None = Field(
         None, description="signs each request: X-Beacon-Signature, HMAC-SHA256; empty: unsigned")
+    format: Literal["events", "ndjson", "single"] = Field(
+        "events", description="events: {\"events\": [...]} per batch; ndjson: each event's data "
+        "on a line, per batch; single: one request per event, its data as the body")
 
     @field_validator("url")
     @classmethod
@@ -76,7 +85,6 @@ class WebhookBackend(Backend):
 
     type = "webhook"
     Options = WebhookOptions
-    sends_spooled = True
 
     def __init__(self, name: str, options: WebhookOptions) -> None:
         super().__init__(name, options)
@@ -84,18 +92,31 @@ class WebhookBackend(Backend):
         secret = options.secret.get_secret_value() if options.secret else ""
         self._secret = secret.encode() or None
         self._http = HttpClient(timeout=options.timeout)
+        # The spool's bytes are the `events` body's parts; the other formats need each event.
+        self.sends_spooled = options.format == "events"
 
     def render(self, batch: Sequence[Event]) -> list[Request]:
-        headers, _ = self._build(batch, int(time.time()))
-        shown = {
-            k: "***" if k in self.options.headers and _SENSITIVE.search(k) else v
-            for k, v in headers.items()
-        }
-        return [Request(self.options.method, masked(self.options.url), shown, payload(batch))]
+        now = int(time.time())
+        parts = [[e] for e in batch] if self.options.format == "single" else [batch]
+        requests = []
+        for part in parts:
+            headers, _ = self._build(part, now)
+            shown = {
+                k: "***" if k in self.options.headers and _SENSITIVE.search(k) else v
+                for k, v in headers.items()
+            }
+            requests.append(Request(self.options.method, masked(self.options.url), shown,
+                                    self._shown_body(part)))
+        return requests
 
     async def send(self, batch: Sequence[Event]) -> SendResult:
         if not batch:
             return SendResult.delivered()
+        if self.options.format == "single":
+            return SendResult.combine(await asyncio.gather(*(self._post([e]) for e in batch)))
+        return await self._post(batch)
+
+    async def _post(self, batch: Sequence[Event]) -> SendResult:
         try:
             headers, body = self._build(batch, int(time.time()))
         except TypeError:  # orjson.JSONEncodeError; cannot happen for events read from the spool
@@ -124,15 +145,35 @@ class WebhookBackend(Backend):
         await self._http.aclose()
 
     def _build(self, batch: Sequence[Event], timestamp: int) -> tuple[dict[str, str], bytes]:
-        body = orjson.dumps(payload(batch))
+        match self.options.format:
+            case "events":
+                body = orjson.dumps(payload(batch))
+            case "ndjson":
+                body = b"".join(orjson.dumps(event.data) + b"\n" for event in batch)
+            case "single":
+                [event] = batch
+                body = orjson.dumps(event.data)
         return self._headers(body, [event.uuid for event in batch], timestamp), body
 
+    def _shown_body(self, batch: Sequence[Event]) -> Any:
+        """What dry-run shows as the body: the JSON document, or the lines of an ndjson one."""
+        match self.options.format:
+            case "events":
+                return payload(batch)
+            case "ndjson":
+                return [event.data for event in batch]
+            case _:
+                return batch[0].data
+
     def _headers(self, body: bytes, uuids: list[str], timestamp: int) -> dict[str, str]:
+        single = self.options.format == "single"
         headers = {
             "User-Agent": USER_AGENT,
             **self.options.headers,
-            "Content-Type": "application/json",
-            IDEMPOTENCY_HEADER: idempotency_key(uuids),
+            "Content-Type": "application/x-ndjson" if self.options.format == "ndjson"
+            else "application/json",
+            # One event: its own uuid, which a receiver may also have seen in the events format.
+            IDEMPOTENCY_HEADER: uuids[0] if single else idempotency_key(uuids),
         }
         if self._secret is not None:
             headers[TIMESTAMP_HEADER] = str(timestamp)

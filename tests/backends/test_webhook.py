@@ -249,3 +249,73 @@ async def test_spooled_events_are_posted_byte_for_byte_as_send_posts_them(
     assert spliced.body == by_send.body
     assert spliced.headers["Idempotency-Key"] == by_send.headers["Idempotency-Key"]
     assert verify_signature(SECRET, spliced.headers, spliced.body, time.time())
+
+
+# -- format: ndjson and single (the client's own payload) ---------------------------------------
+
+
+async def test_ndjson_posts_each_events_data_on_a_line_of_its_own_signed(
+    receiver, webhook, make_events
+):
+    batch = make_events(3)
+    backend = webhook(receiver.url, secret=SECRET, format="ndjson")
+
+    assert (await backend.send(batch)).ok
+
+    [got] = receiver.requests
+    assert got.headers["Content-Type"] == "application/x-ndjson"
+    lines = got.body.decode().splitlines()
+    assert [json.loads(line) for line in lines] == [event.data for event in batch]
+    assert got.body.endswith(b"\n")
+    assert verify_signature(SECRET, got.headers, got.body, time.time())
+    assert not backend.sends_spooled  # the spool's bytes are the `events` shape, not this one
+
+
+async def test_single_posts_one_request_per_event_with_its_data_as_the_body(
+    receiver, webhook, make_events
+):
+    batch = make_events(3)
+    backend = webhook(receiver.url, secret=SECRET, format="single")
+
+    assert (await backend.send(batch)).ok
+
+    assert sorted(json.loads(r.body)["version"] for r in receiver.requests) == [
+        "2.0.0", "2.1.0", "2.2.0"]
+    by_key = {r.headers["Idempotency-Key"]: json.loads(r.body) for r in receiver.requests}
+    assert by_key == {event.uuid: event.data for event in batch}
+    assert all(verify_signature(SECRET, r.headers, r.body, time.time())
+               for r in receiver.requests)
+
+
+async def test_single_reports_each_events_fate_on_its_own(aiohttp_server, webhook, make_events):
+    batch = make_events(3)
+    fates = {batch[1].uuid: 503, batch[2].uuid: 422}
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        status = fates.get(request.headers["Idempotency-Key"], 200)
+        return web.Response(status=status, headers={"Retry-After": "7"} if status == 503 else {})
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    server = await aiohttp_server(app)
+    backend = webhook(str(server.make_url("/hook")), format="single")
+
+    result = await backend.send(batch)
+
+    assert result.retry == (1,)
+    assert list(result.dead) == [2]
+    assert result.retry_after == 7
+
+
+def test_render_shows_what_each_format_would_post(make_events):
+    batch = make_events(2)
+    for fmt, requests, body in (
+        ("events", 1, {"events": [e.to_dict() for e in batch]}),
+        ("ndjson", 1, [e.data for e in batch]),
+        ("single", 2, batch[0].data),
+    ):
+        rendered = WebhookBackend("hook", WebhookOptions(url="http://h/x", format=fmt)).render(
+            batch)
+        assert len(rendered) == requests
+        assert rendered[0].body == body
