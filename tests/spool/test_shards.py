@@ -1,7 +1,7 @@
 """Per-worker spool files: naming, the lock, and adoption of the files of removed workers.
 
 Real SQLite files in tmp_path, real ``flock``s, a real file backend; the process-level
-behaviour (several workers, kill -9, restart with fewer) is in tests/test_workers.py.
+behaviour (several workers, kill -9, restart with fewer) is in tests/serve/test_supervisor.py.
 """
 
 from __future__ import annotations

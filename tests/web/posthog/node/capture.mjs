@@ -1,4 +1,4 @@
-// Drives posthog-node against a running router for tests/posthog_ingest/test_posthog_node.py.
+// Drives posthog-node against a running router for tests/web/posthog/test_posthog_node.py.
 // Usage: node capture.mjs <host> <project token>; POSTHOG_CAPTURE_MODE=v1 selects capture v1.
 // Prints {"sent": [every message the SDK queued], "errors": [every error it reported]} as JSON.
 import { PostHog } from 'posthog-node'
