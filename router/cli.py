@@ -1,5 +1,8 @@
 """The ``beacon-router`` command: serve, check, dry-run.
 
+The config is ``--config FILE``, else ``$BEACON_ROUTER_CONFIG``, else config/router.yaml.
+``status``, ``dlq list|show`` and ``stats`` print JSON for scripts with ``--output json``.
+
 Exit codes: 0 success; 1 runtime failure; 2 bad config or bad usage (with a message naming
 file, line and key).
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,10 +30,11 @@ from .ingest import Limits, decode_beacons
 from .serve.server import serve
 from .serve.supervisor import Supervisor
 from .spool.shardset import admin_spool  # every worker's file under serve --workers
-from .stats.summary import summary
+from .stats.summary import render, summary_report
 from .web.state import WorkerSlot
 
 DEFAULT_CONFIG = "config/router.yaml"
+CONFIG_ENV = "BEACON_ROUTER_CONFIG"  # the config when --config is not given
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,10 +64,15 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, run: Any, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--config", "-c", default=DEFAULT_CONFIG, metavar="FILE",
-                       help=f"the YAML config (default {DEFAULT_CONFIG})")
+        p.add_argument("--config", "-c", default=os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG,
+                       metavar="FILE",
+                       help=f"the YAML config (default ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
         p.set_defaults(run=run)
         return p
+
+    def output(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--output", "-o", choices=["text", "json"], default="text",
+                       help="json: one JSON document on stdout, for scripts")
 
     p = command("serve", _serve, "Accept beacons over HTTP and deliver them to the backends.")
     p.add_argument("--listen", help="host:port, overriding server.listen")
@@ -92,11 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--id", type=int, action="append", dest="ids", metavar="ID",
                    help="only this entry (repeatable); see `dlq list`")
     p.add_argument("--limit", type=int, default=50, help="entries shown by list/show")
+    output(p)
 
-    command("status", _status, "Show each backend's queue, dead letters and health.")
+    output(command("status", _status, "Show each backend's queue, dead letters and health."))
     command("migrate", _migrate, "Create the tables of every store backend, then exit.")
     p = command("stats", _stats, "Print the installed base (active, new, churned, breakdowns).")
     p.add_argument("--days", type=int, default=30, help="the last N days, today included")
+    output(p)
     return parser
 
 
@@ -183,13 +195,15 @@ def _dlq(args: argparse.Namespace) -> int:
                 entries = await spool.dead_letters(args.backend, args.limit, args.since)
                 if args.ids:
                     entries = [e for e in entries if e.id in set(args.ids)]
+                if args.output == "json":
+                    _print_json([_dead_letter(e, with_event=args.action == "show")
+                                 for e in entries])
+                    return 0
                 for e in entries:
                     if args.action == "list":
                         print(f"{e.id}\t{e.failed_at}\tattempts={e.attempts}\t{e.reason}")
                     else:
-                        print(orjson.dumps({"id": e.id, "failed_at": e.failed_at,
-                                            "attempts": e.attempts, "reason": e.reason,
-                                            "event": orjson.loads(e.body)},
+                        print(orjson.dumps(_dead_letter(e, with_event=True),
                                            option=orjson.OPT_INDENT_2).decode())
                 if not entries:
                     print(f"no dead letters for {args.backend}", file=sys.stderr)
@@ -234,6 +248,9 @@ def _status(args: argparse.Namespace) -> int:
         } for name in names}
 
     report = _run(run())
+    if args.output == "json":
+        _print_json({"backends": report})
+        return 0
     width = max([len(n) for n in report] + [7])
     print(f"{'backend':<{width}}  {'queued':>8}  {'dead':>6}  state")
     for name, r in report.items():
@@ -279,16 +296,35 @@ def _migrate(args: argparse.Namespace) -> int:
     return int(_run(run()))
 
 
+def _dead_letter(entry: Any, *, with_event: bool) -> dict[str, Any]:
+    """One dead letter as ``dlq list|show`` prints it in JSON (show adds the event)."""
+    out = {"id": entry.id, "failed_at": entry.failed_at, "attempts": entry.attempts,
+           "reason": entry.reason}
+    if with_event:
+        out["event"] = orjson.loads(entry.body)
+    return out
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
 def _stats(args: argparse.Namespace) -> int:
     config = load(args.config)
     if not 1 <= args.days <= 800:
         print("beacon-router: --days is between 1 and 800", file=sys.stderr)
         return 2
     try:
-        sys.stdout.write(_run(summary(config, args.days)))
+        found = _run(summary_report(config, args.days))
     except StoreUnavailable as exc:
         print(f"beacon-router: {exc}", file=sys.stderr)
         return 1
+    if args.output == "json":
+        _print_json({"store": found[1], **found[0]} if found else {"store": None})
+    elif found is None:
+        print("no backend of type store: nothing to count")
+    else:
+        sys.stdout.write(render(*found))
     return 0
 
 

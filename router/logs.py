@@ -1,5 +1,10 @@
 """structlog set-up: JSON lines by default, a readable console when stderr is a terminal.
 
+A JSON line carries its text under ``message`` (what Loki, Elasticsearch, Datadog and
+journald's JSON importers look for) and an exception as structured data under ``exception``: a
+list of ``{exc_type, exc_value, frames: [{filename, lineno, name}]}``, without local variables
+(they may hold secrets).
+
 Log lines carry counts, names and reasons — never a secret, a client IP or an installation id.
 The code is written that way; :class:`Scrub` is the last line of defence behind it, run on every
 event dict (ours and the standard library's, e.g. aiohttp's) right before rendering.
@@ -15,6 +20,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 
 REDACTED = "***"
 IP_REDACTED = "[ip]"
@@ -40,6 +46,9 @@ _IPV6 = re.compile(  # one ending in an IPv4 address first, then plain groups (m
     r"|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,10})(?:%[\w.-]+)?(?![\w:])"
 )
 _MAX_DEPTH = 8
+STRUCTURED_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False, use_rich=False)
+)
 
 
 class Scrub:
@@ -132,11 +141,16 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    # The console shows a traceback as text under the line; JSON keeps it structured.
+    exceptions: structlog.types.Processor = (
+        structlog.processors.format_exc_info if console else STRUCTURED_TRACEBACKS
+    )
+    renderer: list[structlog.types.Processor] = (
+        [structlog.dev.ConsoleRenderer()] if console
+        else [structlog.processors.EventRenamer("message"), structlog.processors.JSONRenderer()]
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, Scrub(), renderer],
+        processors=[*shared, exceptions, Scrub(), *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         # One write() per line (print() makes two): lines of several worker processes sharing
         # stderr never interleave mid-line.
@@ -148,9 +162,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
+                exceptions,
                 Scrub(),
-                renderer,
+                *renderer,
             ],
             foreign_pre_chain=shared,
         )

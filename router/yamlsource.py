@@ -1,7 +1,9 @@
 """Read a YAML config keeping the line of every key, and expand ``${VAR}`` references.
 
 Interpolation (in string values, not keys), as in POSIX shells and docker compose:
-``${VAR}`` (empty if unset), ``${VAR:-default}`` (default if unset or empty),
+``${VAR}`` (an error naming the variable if it is unset: a forgotten secret must not become an
+empty string that some later check blames on the wrong key; ``${VAR:-}`` says "empty is fine"),
+``${VAR:-default}`` (default if unset or empty),
 ``${VAR:+value}`` (value if set and non-empty, else empty), ``${VAR:?message}`` (error if unset or
 empty) and ``$$`` for a literal ``$``.
 """
@@ -124,7 +126,12 @@ class _Builder:
             name, op, arg = m[2], m[3], m[4] or ""
             value = self.env.get(name)
             if op is None:
-                return value or ""
+                if value is None:
+                    raise ConfigError(
+                        f"environment variable {name} is not set (write ${{{name}:-}} if it may"
+                        " be empty)", file=self.file, line=node.start_mark.line + 1,
+                        key=format_path(path))
+                return value
             if op == ":-":
                 return value if value else arg
             if op == ":+":

@@ -4,6 +4,7 @@ with the real `beacon-router dlq` command while the router runs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import aiohttp
@@ -88,6 +89,18 @@ async def test_refused_events_are_listed_replayed_and_delivered(setup):
     assert "HTTP 400" in listing and "attempts=1" in listing
     shown = (await cli(workdir, "dlq", "show", "--backend", "hook", "--limit", "1")).stdout
     assert '"event"' in shown and '"uuid"' in shown
+    # --output json: one document a script parses, the same entries as the table
+    listed = json.loads((await cli(workdir, "dlq", "list", "--backend", "hook", "-o", "json")
+                         ).stdout)
+    assert len(listed) == 3 and {"id", "failed_at", "attempts", "reason"} == set(listed[0])
+    assert "HTTP 400" in listed[0]["reason"] and listed[0]["attempts"] == 1
+    shown_json = json.loads((await cli(workdir, "dlq", "show", "--backend", "hook", "--id",
+                                       str(listed[0]["id"]), "--output", "json")).stdout)
+    assert [e["id"] for e in shown_json] == [listed[0]["id"]]
+    assert set(shown_json[0]["event"]) >= {"uuid", "data"}
+    status = json.loads((await cli(workdir, "status", "--output", "json")).stdout)
+    assert status["backends"]["hook"]["dead_letters"] == 3
+    assert status["backends"]["hook"]["configured"] is True
 
     receiver.accepting = True
     replay = await cli(workdir, "dlq", "replay", "--backend", "hook")

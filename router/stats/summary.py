@@ -23,9 +23,17 @@ _TOTALS = (
 
 async def summary(config: Config, days: int) -> str:
     """The last ``days`` days (today included) of the config's store, as text."""
+    found = await summary_report(config, days)
+    if found is None:
+        return "no backend of type store: nothing to count\n"
+    return render(*found)
+
+
+async def summary_report(config: Config, days: int) -> tuple[dict[str, Any], str] | None:
+    """The report of the last ``days`` days and the store's name; None without a store."""
     stats = Stats.from_config(config)
     if stats is None:
-        return "no backend of type store: nothing to count\n"
+        return None
     try:
         today = utc_today()
         span = Range.parse(
@@ -35,7 +43,7 @@ async def summary(config: Config, days: int) -> str:
     finally:
         await stats.aclose()
     spec = store_backend(config)
-    return render(report, spec.name if spec else "?")
+    return report, spec.name if spec else "?"
 
 
 def render(report: dict[str, Any], store: str) -> str:

@@ -14,7 +14,7 @@ from router.errors import ConfigError
 CONFIG = """\
 pipeline:
   - {type: opt_out, flag: telemetry}
-  - {type: hash, fields: [installation_id], key: "${HASH_KEY}"}
+  - {type: hash, fields: [installation_id], key: "${HASH_KEY:-}"}
   - {type: bucket, fields: [counts.users], edges: [10, 50]}
 backends:
   out: {type: stdout}

@@ -94,7 +94,7 @@ def test_unset_hash_key_variable_falls_back_to_a_generated_key_file(tmp_path: Pa
     key_file = tmp_path / "keys" / "hash.key"
     text = f"""
 pipeline:
-  - {{type: hash, fields: [id], key: "${{BEACON_HASH_KEY}}", key_file: {key_file}, length: 32}}
+  - {{type: hash, fields: [id], key: "${{BEACON_HASH_KEY:-}}", key_file: {key_file}, length: 32}}
 """
     run, _ = pipeline(text, env={})
     event = run(Event.new({"id": "abc"}))

@@ -125,7 +125,7 @@ def _emit(stderr: int | None) -> subprocess.CompletedProcess[bytes] | None:
 def test_logs_are_json_lines_when_stderr_is_not_a_terminal():
     line = _emit(subprocess.PIPE).stderr.decode().strip()
     record = json.loads(line)
-    assert record["event"] == "hello" and record["peer"] == "[ip]" and record["level"] == "info"
+    assert record["message"] == "hello" and record["peer"] == "[ip]" and record["level"] == "info"
 
 
 def test_logs_are_for_humans_when_stderr_is_a_terminal():
@@ -217,11 +217,33 @@ async def test_a_real_routers_log_holds_no_client_ip_and_no_raw_installation_id(
     assert CLIENT_IP not in log
     assert RAW_ID not in log
     assert "source-token-1" not in log
-    events = [line["event"] for line in lines]
+    events = [line["message"] for line in lines]
     assert "events dead-lettered" in events and "delivery failed, will retry" in events
     # One line per batch outcome, never one per event: 21 events, far fewer lines.
     archived = [
-        line for line in lines if line["event"] == "batch done" and line["backend"] == "archive"
+        line for line in lines if line["message"] == "batch done" and line["backend"] == "archive"
     ]
     assert sum(line["delivered"] for line in archived) == 21
     assert len(archived) < 21
+
+
+def test_a_json_line_carries_its_exception_as_structured_frames_without_locals():
+    code = (
+        "from router import logs; import structlog, logging; logs.configure()\n"
+        "def fail(token='s3cret-local'):\n"
+        "    raise ValueError('bad thing')\n"
+        "try:\n"
+        "    fail()\n"
+        "except ValueError:\n"
+        "    structlog.get_logger('t').exception('it failed')\n"
+        "    logging.getLogger('aiohttp.server').exception('stdlib failed')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=30, check=True)
+    ours, stdlib = (json.loads(line) for line in done.stderr.decode().splitlines())
+    for record, message in ((ours, "it failed"), (stdlib, "stdlib failed")):
+        assert record["message"] == message and "event" not in record
+        (exc,) = record["exception"]
+        assert exc["exc_type"] == "ValueError" and exc["exc_value"] == "bad thing"
+        assert exc["frames"][-1]["name"] == "fail" and exc["frames"][-1]["lineno"] == 3
+    assert b"s3cret-local" not in done.stderr

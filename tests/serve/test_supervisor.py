@@ -54,7 +54,7 @@ class Workers(RouterProcess):
         with open(self.log, encoding="utf-8", errors="replace") as fh:
             fh.seek(self._log_from)
             lines = [json.loads(line) for line in fh if line.startswith("{")]
-        return [line for line in lines if line.get("event") == name]
+        return [line for line in lines if line.get("message") == name]
 
     def pids(self) -> dict[int, int]:
         """Worker index → pid of its latest incarnation."""

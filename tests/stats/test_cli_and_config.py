@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from datetime import UTC, datetime, timedelta
 
@@ -43,6 +44,18 @@ def test_stats_command_prints_totals_and_breakdowns(sqlite_store, tmp_path, caps
     assert "installations in range 3" in lines
     assert "2.0.0 3 100.0%" in lines  # "old" was last seen 40 days ago: outside 30 days
     assert "linux 3 100.0%" in lines
+
+
+def test_stats_command_prints_json_for_scripts(sqlite_store, tmp_path, capsys):
+    asyncio.run(seed(sqlite_store))
+    code, out, _ = run_stats(sqlite_store, tmp_path, capsys, "--output", "json")
+    report = json.loads(out)
+    assert code == 0 and report["store"] == "archive"
+    assert (report["from"], report["to"]) == (days_ago(29), days_ago(0))
+    assert report["totals"]["installations"] == 3
+    assert report["breakdowns"]["version"][0] == {"value": "2.0.0", "installations": 3} | {
+        k: v for k, v in report["breakdowns"]["version"][0].items()
+        if k not in ("value", "installations")}
 
 
 def test_stats_command_days_option_widens_the_range(sqlite_store, tmp_path, capsys):
@@ -92,10 +105,10 @@ def test_stats_and_admin_keys_are_checked_and_defaults_are_off():
     assert loads("stats: {cache: 2m}\n").stats.cache == 120
 
 
-def test_admin_token_is_masked_and_unset_variable_means_off():
+def test_admin_token_is_masked_and_empty_variable_means_off():
     from router.config import masked
 
-    config = loads("admin: {token: '${ADMIN_TOKEN}'}\n", env={})
+    config = loads("admin: {token: '${ADMIN_TOKEN:-}'}\n", env={})
     assert config.admin.token is None
     config = loads("admin: {token: '${ADMIN_TOKEN}'}\n", env={"ADMIN_TOKEN": "s3cret"})
     assert config.admin.token is not None and "s3cret" not in repr(config.admin)
