@@ -52,7 +52,7 @@ class ServerConfig(Strict):
     listen: str = Field("0.0.0.0:8080", description="host:port to accept beacons on")
     max_body: Size = Field(1024 * 1024, description="largest request body, as sent (413 beyond)")
     max_decompressed: Size = Field(8 * 1024 * 1024,
-                                   description="largest body after gzip/deflate (413 beyond)")
+                                   description="largest body after gzip/deflate/zstd (413 beyond)")
     max_events: int = Field(1000, gt=0, description="events per request")
     max_depth: int = Field(32, gt=0, description="JSON nesting depth")
     request_timeout: Duration = Field(10.0, description="time a body may take to arrive (408)")

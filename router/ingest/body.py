@@ -15,8 +15,9 @@ from aiohttp import StreamReader, hdrs, web
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 from .limits import Limits, human_size
+from .zstd import decompress_zstd
 
-ENCODINGS = ("gzip", "x-gzip", "deflate", "identity")
+ENCODINGS = ("gzip", "x-gzip", "deflate", "zstd", "identity")
 """The ``Content-Encoding`` values the router reads."""
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer required
@@ -44,7 +45,7 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
 
 
 def content_encoding(header: str | None) -> str | None:
-    """``gzip`` or ``deflate`` from a Content-Encoding header, None for identity; else 415."""
+    """``gzip``, ``deflate`` or ``zstd`` from a Content-Encoding header, None for identity; else 415."""
     if not header:
         return None
     codings = [c for c in header.lower().replace(" ", "").split(",") if c and c != "identity"]
@@ -58,7 +59,10 @@ def content_encoding(header: str | None) -> str | None:
 
 
 def decompress(data: bytes, encoding: str, cap: int) -> bytes:
-    """``data`` decoded from gzip or deflate without ever producing more than ``cap`` bytes."""
+    """``data`` decoded from gzip, deflate or zstd without ever producing more than ``cap``
+    bytes."""
+    if encoding == "zstd":
+        return decompress_zstd(data, cap)
     if encoding == "gzip":
         wbits = _GZIP_WBITS
     else:

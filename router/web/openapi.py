@@ -56,7 +56,8 @@ def _ingest_paths() -> dict[str, Schema]:
                     )
                 },
                 INGEST_ERRORS,
-                description="A JSON object or an array of them, gzip or deflate encoded or not. "
+                description="A JSON object or an array of them, gzip, deflate or zstd encoded "
+                "or not. "
                 f"Media types read: {', '.join(ACCEPTED)}. With `sources.beacon.tokens` "
                 "set, `Authorization: Bearer TOKEN` is required.",
                 requestBody={"required": True, "content": content},

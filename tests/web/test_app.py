@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+import zstandard
 import pytest
 from aiohttp import web
 from support import REPO
@@ -115,6 +116,22 @@ async def test_gzip_body_is_accepted(shipped):
     resp = await shipped.post("/beacon", data=body, headers={
         "Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert resp.status == 202
+
+
+async def test_zstd_body_is_accepted_and_stored(shipped):
+    body = zstandard.ZstdCompressor().compress(orjson.dumps(OPERATELY))
+    resp = await shipped.post("/beacon", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": "zstd"})
+    assert resp.status == 202, await resp.text()
+    (row,) = await stored_rows(shipped.data, 1)
+    assert row["version"] == OPERATELY["version"]
+
+
+async def test_zstd_bomb_is_refused_with_413(shipped):
+    bomb = zstandard.ZstdCompressor().compress(b'{"a": "' + b"0" * (64 << 20) + b'"}')
+    resp = await shipped.post("/beacon", data=bomb, headers={
+        "Content-Type": "application/json", "Content-Encoding": "zstd"})
+    assert resp.status == 413 and (await resp.json())["error"] == "payload_too_large"
 
 
 async def test_do_not_track_drops_the_event_and_counts_it(shipped):

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 import pytest
+import zstandard
 from capture_support import TOKEN, Running, StartRouter
 from lzstring import LZString
 
@@ -146,6 +147,15 @@ async def test_gzip_content_encoding_header(start_router: StartRouter):
     body = gzip.compress(orjson.dumps(sent))
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     assert_kept(await posted(router, 1, "/batch", data=body, headers=headers), sent["batch"])
+
+
+async def test_zstd_content_encoding_header(start_router: StartRouter):
+    # posthog-python and posthog-node may compress with zstd; decoded under the same cap.
+    router = await start_router()
+    sent = {"api_key": TOKEN, "batch": [js_event(0), js_event(1)]}
+    body = zstandard.ZstdCompressor().compress(orjson.dumps(sent))
+    headers = {"Content-Type": "application/json", "Content-Encoding": "zstd"}
+    assert_kept(await posted(router, 2, "/batch/", data=body, headers=headers), sent["batch"])
 
 
 async def test_beacon_1_is_answered_204_with_no_body(start_router: StartRouter):
