@@ -45,7 +45,7 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
 
 
 def content_encoding(header: str | None) -> str | None:
-    """``gzip``, ``deflate`` or ``zstd`` from a Content-Encoding header, None for identity; else 415."""
+    """``gzip``, ``deflate`` or ``zstd`` from a Content-Encoding header; None for identity."""
     if not header:
         return None
     codings = [c for c in header.lower().replace(" ", "").split(",") if c and c != "identity"]

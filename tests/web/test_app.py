@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import orjson
-import zstandard
 import pytest
+import zstandard
 from aiohttp import web
 from support import REPO
 
