@@ -4,24 +4,37 @@
 # The shipped config (config/router.yaml) needs no other service: SQLite spool and store under
 # /data. docs/deploy.md covers compose, Kubernetes and systemd.
 
-# -- build: one wheel for the router and one for every dependency, so the runtime stage installs
-#    offline and carries no compiler, no pip cache and no source tree.
-FROM python:3.11-slim AS build
+# The base image is pinned by version (patch and Debian release), so a rebuild gets the same
+# Python; bump it on purpose, with the constraints.
+
+# -- build: one wheel for every dependency, then one for the router, so the runtime stage
+#    installs offline and carries no compiler, no pip cache and no source tree.
+FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
-RUN pip install --no-cache-dir --upgrade pip
-COPY pyproject.toml README.md ./
+# 1. Dependency wheels from pyproject.toml and constraints.txt alone: this layer is rebuilt when
+#    the dependencies change, not when the code does. (A stub package lets pip read the
+#    project's dependencies; its own empty wheel is thrown away.)
+COPY pyproject.toml constraints.txt ./
+RUN mkdir router && touch router/__init__.py README.md \
+    && pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[fast,postgres,redis]" \
+    && rm /wheels/beacon_router-*.whl && rm -r router README.md
+# 2. The router's own wheel, without touching the dependencies.
+COPY README.md ./
 COPY router ./router
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[fast]"
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # -- runtime
-FROM python:3.11-slim
+FROM python:3.11.14-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     BEACON_LISTEN=0.0.0.0:8080
 RUN groupadd --system --gid 10001 beacon \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home beacon
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels "beacon-router[fast]" \
+COPY --from=build /src/constraints.txt /wheels/
+# The image runs every shipped setup: SQLite, and PostgreSQL and Redis of deploy/.
+RUN pip install --no-cache-dir --no-index --find-links /wheels -c /wheels/constraints.txt \
+        "beacon-router[fast,postgres,redis]" \
     && rm -rf /wheels
 # The shipped config uses paths relative to the working directory (config/schemas/...,
 # ./data/...): /app holds the config and /app/data points at the /data volume.

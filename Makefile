@@ -4,12 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/router.yaml
 
-.PHONY: run test lint check bench clean
+.PHONY: run test lint check bench clean constraints
 
-$(BIN)/beacon-router: pyproject.toml
+# The versions in constraints.txt, so every install (here, CI, the Dockerfile) is the same.
+# The test extra brings the postgres and redis extras: the suite runs against both.
+$(BIN)/beacon-router: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,fast]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,fast]'
 	touch $@
 
 run: $(BIN)/beacon-router
@@ -27,6 +29,10 @@ check: $(BIN)/beacon-router
 
 bench: $(BIN)/beacon-router
 	bench/run
+
+# Re-pin constraints.txt from a fresh resolve (after editing pyproject.toml's dependencies).
+constraints: $(BIN)/beacon-router
+	PIP=$(BIN)/pip .ci/constraints
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

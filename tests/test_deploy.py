@@ -108,10 +108,47 @@ def drain_budget(config: Config) -> float:
 # -- Dockerfile --------------------------------------------------------------------------------
 
 
-def test_dockerfile_builds_in_one_stage_and_runs_in_a_slim_python_311():
+def test_dockerfile_builds_in_one_stage_and_runs_in_a_slim_python_311_pinned_by_version():
     froms = [rest for word, rest in dockerfile() if word == "FROM"]
     assert len(froms) >= 2, "multi-stage: build the wheel apart from the runtime"
-    assert froms[-1].split()[0] == "python:3.11-slim"
+    for image in (rest.split()[0] for rest in froms):
+        # a patch version and a Debian release: a rebuild gets the same Python
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", image), image
+
+
+def test_dependency_wheels_are_built_before_the_source_is_copied_with_the_constraints():
+    steps = dockerfile()
+    build = steps[: max(i for i, (word, _) in enumerate(steps) if word == "FROM")]
+    copies = [(i, rest) for i, (word, rest) in enumerate(build) if word == "COPY"]
+    [deps] = [i for i, (word, rest) in enumerate(build)
+              if word == "RUN" and "pip wheel" in rest and "--no-deps" not in rest]
+    # Before the dependency wheels only the dependency list is copied: a code change keeps them.
+    before = " ".join(rest for i, rest in copies if i < deps).split()
+    assert set(before[:-1]) == {"pyproject.toml", "constraints.txt"}
+    assert any("router" in rest for i, rest in copies if i > deps)
+    assert "-c constraints.txt" in build[deps][1]
+    runtime = " ".join(rest for word, rest in final_stage() if word == "RUN")
+    assert "-c /wheels/constraints.txt" in runtime and "--no-index" in runtime
+    # the image can run the compose setup (PostgreSQL store, Redis spool)
+    assert "beacon-router[fast,postgres,redis]" in runtime
+
+
+def test_the_constraints_pin_every_dependency_and_make_and_ci_install_with_them():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name.lower())] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("postgres", "redis", "fast", "test"):
+        wanted += project["optional-dependencies"][extra]
+    for requirement in wanted:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=\[ ;]", requirement)[0].lower())
+        if name != "beacon-router":
+            assert name in pins, f"{name} is not pinned in constraints.txt"
+    assert "-c constraints.txt" in (ROOT / "Makefile").read_text()
+    assert "make test" in (ROOT / ".ci/run").read_text()
 
 
 def test_dockerfile_copies_only_what_exists_and_is_not_docker_ignored():

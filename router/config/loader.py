@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .. import extras
 from ..backends import BACKENDS
 from ..backends.base import Backend
 from ..conditions import Condition
@@ -71,6 +72,7 @@ class _Validator:
                 backends.get(stats.store), "type", None) != "store":
             self.errors.append(self.doc.error(("stats", "store"),
                                               "must name a backend of `type: store`"))
+        self.errors += extras.missing(self.doc)  # e.g. spool type: redis without the redis extra
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else ConfigErrors(self.errors)
         return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],

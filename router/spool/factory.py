@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..config import SpoolConfig
 from .base import Spool
-from .redis import RedisSpool
 from .sqlite import SqliteSpool
 
 
@@ -12,6 +11,8 @@ def create_spool(config: SpoolConfig) -> Spool:
     """The spool the config asks for (SQLite file by default, Redis stream to scale out)."""
     if config.type == "redis":
         assert config.url is not None  # SpoolConfig requires it for type: redis
+        from .redis import RedisSpool  # the optional redis extra (checked at config load)
+
         return RedisSpool(
             config.url,
             stream=config.stream,

@@ -20,8 +20,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg
 import orjson
+
+try:  # the optional postgres extra: only the stats of a PostgreSQL store use it, and a config
+    import asyncpg  # with one is refused at load without it (router.extras)
+except ImportError:
+    asyncpg = None
 
 from ..backends.http import host_of
 from ..backends.store import StoreOptions, parse_url

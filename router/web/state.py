@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,7 +17,9 @@ from ..ingest import Limits
 from ..metrics import Metrics
 from ..ratelimit import RateLimits
 from ..spool import Spool
-from ..spool.redis_shared import RedisShared
+
+if TYPE_CHECKING:  # the optional redis extra: imported only where a config uses it
+    from ..spool.redis_shared import RedisShared
 
 
 @dataclass
