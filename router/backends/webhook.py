@@ -10,11 +10,18 @@ With a ``secret``, the request carries ``X-Beacon-Timestamp: <unix seconds>`` an
 keyed by the secret; signing the timestamp lets a receiver reject replays. ``Idempotency-Key``
 is derived from the batch's event uuids (``single``: the event's uuid), so a retried batch
 carries the same key. See docs/backends.md for a receiver's verification code.
+
+``signature: standard`` signs in the Standard Webhooks format (standardwebhooks.com) instead, so
+receivers verify with its libraries: ``webhook-id`` (``msg_`` + the idempotency key, the same on
+a retry), ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256 of
+"<id>.<timestamp>.<body>">``, keyed by the ``whsec_<base64>`` secret's bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -23,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ..config import Duration, masked
 from ..event import Event, uuid_of_json
@@ -33,6 +40,11 @@ from .http import USER_AGENT, HttpClient
 SIGNATURE_HEADER = "X-Beacon-Signature"
 TIMESTAMP_HEADER = "X-Beacon-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Standard Webhooks (https://www.standardwebhooks.com/, spec/standard-webhooks.md)
+STANDARD_ID = "webhook-id"
+STANDARD_TIMESTAMP = "webhook-timestamp"
+STANDARD_SIGNATURE = "webhook-signature"
+STANDARD_SECRET_PREFIX = "whsec_"
 
 # Headers the backend sets itself; letting config override them would break the signature.
 _RESERVED = {
@@ -42,6 +54,9 @@ _RESERVED = {
     IDEMPOTENCY_HEADER.lower(),
     SIGNATURE_HEADER.lower(),
     TIMESTAMP_HEADER.lower(),
+    STANDARD_ID,
+    STANDARD_TIMESTAMP,
+    STANDARD_SIGNATURE,
 }
 # Configured header values shown as *** by dry-run.
 _SENSITIVE = re.compile(r"authorization|cookie|token|secret|key|password", re.IGNORECASE)
@@ -58,10 +73,14 @@ class WebhookOptions(Options):
     # `secret: "${WEBHOOK_SECRET}"` expands to "" when the variable is unset: treated as no
     # secret (unsigned). Write `${WEBHOOK_SECRET:?must be set}` to make it mandatory.
     secret: SecretStr | None = Field(
-        None, description="signs each request: X-Beacon-Signature, HMAC-SHA256; empty: unsigned")
+        None, description="signs each request: X-Beacon-Signature, HMAC-SHA256; empty: unsigned"
+                          " (signature: standard: a whsec_<base64> secret)")
     format: Literal["events", "ndjson", "single"] = Field(
         "events", description="events: {\"events\": [...]} per batch; ndjson: each event's data "
         "on a line, per batch; single: one request per event, its data as the body")
+    signature: Literal["beacon", "standard"] = Field(
+        "beacon", description="beacon: X-Beacon-Signature; standard: Standard Webhooks headers "
+                              "(webhook-id, webhook-timestamp, webhook-signature)")
 
     @field_validator("url")
     @classmethod
@@ -69,6 +88,12 @@ class WebhookOptions(Options):
         if not re.match(r"^https?://[^/?#\s]+", v):
             raise ValueError("must be an http:// or https:// URL")
         return v
+
+    @model_validator(mode="after")
+    def _standard_secret(self) -> WebhookOptions:
+        if self.signature == "standard" and self.secret and self.secret.get_secret_value():
+            standard_key(self.secret.get_secret_value())  # raises ValueError naming the problem
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -90,7 +115,8 @@ class WebhookBackend(Backend):
         super().__init__(name, options)
         self.options: WebhookOptions = options
         secret = options.secret.get_secret_value() if options.secret else ""
-        self._secret = secret.encode() or None
+        self._standard = options.signature == "standard"
+        self._secret = (standard_key(secret) if self._standard else secret.encode()) or None
         self._http = HttpClient(timeout=options.timeout)
         # The spool's bytes are the `events` body's parts; the other formats need each event.
         self.sends_spooled = options.format == "events"
@@ -175,7 +201,14 @@ class WebhookBackend(Backend):
             # One event: its own uuid, which a receiver may also have seen in the events format.
             IDEMPOTENCY_HEADER: uuids[0] if single else idempotency_key(uuids),
         }
-        if self._secret is not None:
+        if self._secret is None:
+            return headers
+        if self._standard:
+            message_id = "msg_" + headers[IDEMPOTENCY_HEADER]
+            headers[STANDARD_ID] = message_id
+            headers[STANDARD_TIMESTAMP] = str(timestamp)
+            headers[STANDARD_SIGNATURE] = sign_standard(self._secret, message_id, timestamp, body)
+        else:
             headers[TIMESTAMP_HEADER] = str(timestamp)
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
         return headers
@@ -190,6 +223,29 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     """``sha256=<hex>``: HMAC-SHA256 of ``<timestamp>.<body>`` keyed by ``secret``."""
     digest = hmac.new(secret, b"%d." % timestamp + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def sign_standard(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64>``: HMAC-SHA256 of ``<id>.<timestamp>.<body>`` (Standard Webhooks)."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def standard_key(secret: str) -> bytes:
+    """The key bytes of a Standard Webhooks secret, ``whsec_`` + base64 (the prefix optional);
+    ValueError if it is no base64 or too short to be a key."""
+    if not secret:
+        return b""
+    encoded = secret.removeprefix(STANDARD_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("signature: standard needs secret: whsec_ followed by base64 "
+                         "(e.g. whsec_$(openssl rand -base64 32))") from None
+    if len(key) < 24:  # the specification: 24 to 64 random bytes
+        raise ValueError("signature: standard needs a secret of at least 24 bytes "
+                         "(whsec_$(openssl rand -base64 32))")
+    return key
 
 
 def idempotency_key(uuids: Sequence[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import pytest
+import standardwebhooks
 from aiohttp import web
 
 from router.backends.webhook import WebhookBackend, WebhookOptions
@@ -319,3 +321,56 @@ def test_render_shows_what_each_format_would_post(make_events):
             batch)
         assert len(rendered) == requests
         assert rendered[0].body == body
+
+
+# -- signature: standard (Standard Webhooks), checked with the receivers' own library ----------
+
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
+async def test_standard_signature_verifies_with_the_standardwebhooks_library(
+    receiver, webhook, make_events
+):
+    batch = make_events(2)
+    backend = webhook(receiver.url, secret=STANDARD_SECRET, signature="standard")
+
+    assert (await backend.send(batch)).ok
+    await backend.send_spooled([event.to_json() for event in batch])  # the splicing path too
+
+    for got in receiver.requests:
+        # verify() raises WebhookVerificationError on a bad signature or a stale timestamp
+        assert standardwebhooks.Webhook(STANDARD_SECRET).verify(got.body, got.headers) == {
+            "events": [event.to_dict() for event in batch]}
+        assert got.headers["webhook-signature"].startswith("v1,")
+        assert "X-Beacon-Signature" not in got.headers
+    first, spliced = receiver.requests
+    # the id names the message: a redelivery of the same events carries the same one
+    assert first.headers["webhook-id"] == spliced.headers["webhook-id"]
+    assert first.headers["webhook-id"] == "msg_" + first.headers["Idempotency-Key"]
+    other = "whsec_" + base64.b64encode(b"o" * 32).decode()
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(other).verify(first.body, first.headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(STANDARD_SECRET).verify(first.body + b" ", first.headers)
+
+
+async def test_the_beacon_signature_stays_the_default(receiver, webhook, make_events):
+    backend = webhook(receiver.url, secret=SECRET)
+    assert (await backend.send(make_events(1))).ok
+    [got] = receiver.requests
+    assert "webhook-signature" not in got.headers and "X-Beacon-Signature" in got.headers
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [("not base64!", "whsec_ followed by base64"),
+     ("whsec_" + base64.b64encode(b"short").decode(), "at least 24 bytes")],
+)
+def test_a_standard_signature_needs_a_whsec_secret(secret, message):
+    text = json.dumps({"backends": {"alerts": {
+        "type": "webhook", "url": "https://h.example.com", "signature": "standard",
+        "secret": secret}}})
+    with pytest.raises(ConfigError) as err:
+        loads(text)
+    assert "backends.alerts" in str(err.value) and message in str(err.value)
+    assert secret not in str(err.value)
