@@ -2,6 +2,11 @@
 
 Names follow ``beacon_router_<what>_<unit>``; counters get ``_total`` from the client library.
 docs/metrics.md lists every metric with its meaning; keep the two in step.
+
+Besides the router's own, a scrape shows the client library's process (CPU, memory, open
+files) and platform (Python version) metrics. Under ``serve --workers N`` the values live in
+prometheus-client's multiprocess files (router/multiproc.py), so any worker's answer covers
+every worker; each gauge says how its workers' values combine (``multiprocess_mode``).
 """
 
 from __future__ import annotations
@@ -10,19 +15,20 @@ import contextlib
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
 
-from . import __version__
+from . import __version__, multiproc
 from .event import Event
 
 _LATENCY_BUCKETS = (
@@ -44,7 +50,7 @@ _LATENCY_BUCKETS = (
 )
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what a scrape that asks for nothing else gets
 
 # No `_created` series beside every counter and histogram: they double the output and the
 # text format gives them no meaning a dashboard uses.
@@ -54,8 +60,11 @@ disable_created_metrics()
 class Metrics:
     """Every metric the router exports; names follow ``beacon_router_<what>_<unit>``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared_spool: bool = False) -> None:
+        """``shared_spool``: every worker sees the same spool (Redis), so under ``--workers``
+        its gauges are the largest worker's value, not the sum of per-worker files."""
         self.registry = r = CollectorRegistry(auto_describe=True)
+        spool_mode: Literal["livemax", "livesum"] = "livemax" if shared_spool else "livesum"
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         p = "beacon_router_"
         # -- ingest
@@ -101,7 +110,8 @@ class Metrics:
             p + "events_dead_lettered", "Events moved to the DLQ.", ["backend"], registry=r
         )
         self.backend_up = Gauge(
-            p + "backend_healthy", "1 if the last send succeeded.", ["backend"], registry=r
+            p + "backend_healthy", "1 if the last send succeeded.", ["backend"], registry=r,
+            multiprocess_mode="livemin",  # under --workers: 0 if any worker's last send failed
         )
         self.batch_size = Histogram(
             p + "batch_size_events",
@@ -119,18 +129,22 @@ class Metrics:
         )
         # -- spool (measured at scrape time by collect_spool)
         self.spool_depth = Gauge(
-            p + "spool_depth_events", "Events a backend has not acked.", ["backend"], registry=r
+            p + "spool_depth_events", "Events a backend has not acked.", ["backend"], registry=r,
+            multiprocess_mode=spool_mode,
         )
         self.spool_oldest_age = Gauge(
             p + "spool_oldest_event_age_seconds",
             "Age of the oldest event a backend has not acked (0 when none waits).",
             ["backend"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.dead_letters = Gauge(
-            p + "dead_letter_events", "Events in a backend's DLQ.", ["backend"], registry=r
+            p + "dead_letter_events", "Events in a backend's DLQ.", ["backend"], registry=r,
+            multiprocess_mode=spool_mode,
         )
-        self.spool_bytes = Gauge(p + "spool_used_bytes", "Bytes in use in the spool.", registry=r)
+        self.spool_bytes = Gauge(p + "spool_used_bytes", "Bytes in use in the spool.", registry=r,
+                                 multiprocess_mode=spool_mode)
         # -- configuration
         self.reloads = Counter(
             p + "config_reloads", "Config reloads, by result.", ["result"], registry=r
@@ -139,20 +153,26 @@ class Metrics:
             p + "config_last_reload_successful",
             "1 if the last reload applied the file, 0 if it was refused.",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.reload_time = Gauge(
             p + "config_last_reload_success_timestamp_seconds",
             "When the running config was loaded (Unix time).",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.build_info = Gauge(
-            p + "build_info", "Always 1; the version is in a label.", ["version"], registry=r
+            p + "build_info", "Always 1; the version is in a label.", ["version"], registry=r,
+            multiprocess_mode="livemax",
         )
         self.build_info.labels(__version__).set(1)
         self.reload_ok.set(1)
         self.reload_time.set(time.time())
         for result in ("success", "failure"):
             self.reloads.labels(result)  # both series exist from the start, at 0
+        self._exposed = CollectorRegistry()  # no auto_describe: the parts never clash
+        for collector in (r, PROCESS_COLLECTOR, PLATFORM_COLLECTOR):
+            self._exposed.register(collector)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, looked up once: ``labels()`` takes a lock and builds a
@@ -163,8 +183,18 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition and its Content-Type (with its ``version=``), in the format the
+        scraper's ``Accept`` asks for: Prometheus text 0.0.4 by default, or OpenMetrics."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.exposition()), content_type
+
+    def exposition(self) -> CollectorRegistry:
+        """What a scrape shows: this registry plus process and platform metrics, or under
+        ``serve --workers`` every worker's values from the multiprocess files."""
+        if multiproc.enabled():
+            return multiproc.registry()
+        return self._exposed
 
     def forget_backend(self, name: str) -> None:
         """Drop a removed backend's per-backend gauges (its counters keep their totals)."""

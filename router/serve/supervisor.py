@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from .. import multiproc
 from ..config import Config
 from ..config.loader import load
 from ..errors import ConfigError
@@ -82,10 +83,13 @@ class Supervisor:
         self._restart_at: dict[int, float] = {}  # slot index → monotonic time
         self._stopping_since: float | None = None
         self._clean = True
+        self._metrics: multiproc.Directory | None = None
 
     def run(self) -> int:
         """Start the workers and supervise them until they all stopped; the exit code."""
         check_port_free(self.host, self.port)
+        # Before the first fork: every worker writes its metrics where any worker reads them.
+        self._metrics = multiproc.Directory()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             log.info(
@@ -105,6 +109,7 @@ class Supervisor:
                 self._escalate()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self._metrics.remove()
         log.info("supervisor stopped", clean=self._clean)
         return 0 if self._clean else 1
 
@@ -175,6 +180,8 @@ class Supervisor:
                 return
             child = self.children.pop(pid, None)
             if child is not None:
+                if self._metrics is not None:
+                    self._metrics.worker_died(pid)
                 self._exited(child, status)
 
     def _exited(self, child: _Child, status: int) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import web
 
+from .. import multiproc
 from ..config import Config
 from ..delivery import Delivery
 from ..filters import Pipeline
@@ -26,7 +27,7 @@ from .beacon import post_beacon
 from .guard import ingest_guard
 from .openapi import add_openapi_route
 from .posthog import add_posthog_routes
-from .probes import healthz, metrics_endpoint, readyz
+from .probes import healthz, measure_spool, metrics_endpoint, readyz
 from .reload import add_reloader
 from .state import ROUTER, Router, drop_counter
 from .stats import add_stats_routes
@@ -39,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 def create_app(config: Config, *, spool: Spool | None = None) -> web.Application:
     """The router as an aiohttp app; ``spool`` may be given (tests), else built from config."""
-    metrics = Metrics()
+    metrics = Metrics(shared_spool=config.spool.type == "redis")
     shared = shared_state(config)
     router = Router(config=config, metrics=metrics, limits=Limits.from_server(config.server),
                     rate_limits=RateLimits(config.limits, shared=shared), shared=shared,
@@ -54,6 +55,7 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.cleanup_ctx.append(_shared_ctx)
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
+    multiproc.install(app, measure_spool)  # serve --workers: each worker's spool gauges
     app.router.add_post("/beacon", post_beacon)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

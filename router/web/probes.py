@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..metrics import CONTENT_TYPE, collect_spool
+from ..metrics import collect_spool
 from .responses import json_response
 from .state import ROUTER
 
@@ -32,9 +32,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    router = request.app[ROUTER]
+    await measure_spool(request.app)
+    body, content_type = request.app[ROUTER].metrics.render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def measure_spool(app: web.Application) -> None:
+    """Set the spool gauges to what the spool holds now (for a scrape, or periodically)."""
+    router = app[ROUTER]
     if router.spool is not None and router.delivery is not None:
         await collect_spool(router.metrics, router.spool, list(router.delivery.workers))
-    resp = web.Response(body=router.metrics.render())
-    resp.content_type = CONTENT_TYPE.split(";")[0]
-    return resp

@@ -365,3 +365,63 @@ async def test_admin_api_under_workers_sees_and_replays_every_workers_dead_lette
     while set(got) < set(acked) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert set(got) == set(acked)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the one sample ``name`` (with its labels) in an exposition."""
+    [value] = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ")]
+    return value
+
+
+async def scrapes(url: str, count: int) -> list[tuple[str, str]]:
+    """(Content-Type, body) of ``count`` scrapes, each on a new connection (any worker)."""
+    out = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for _ in range(count):
+            async with http.get(f"{url}/metrics") as resp:
+                assert resp.status == 200
+                out.append((resp.headers["Content-Type"], await resp.text()))
+    return out
+
+
+async def test_one_scrape_shows_every_workers_metrics_whichever_worker_answers(
+    workers, receiver, tmp_path
+):
+    await receiver.start()
+    router = workers(CONFIG.format(port=receiver.port), 2)
+    router.start()
+    await router.wait_listening(2)
+    acked = await post_beacons(router.url, 120)
+    assert len(acked) == 120
+    await receiver.wait_for(set(acked))
+    # Both workers took a share: either one alone would count fewer than 120.
+    assert 0 < events_written(tmp_path / "data/spool.db") < 120
+
+    accepted = 'beacon_router_events_accepted_total{source="beacon"}'
+    delivered = 'beacon_router_events_delivered_total{backend="hook"}'
+    for content_type, text in await scrapes(router.url, 8):
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+        assert metric(text, accepted) == 120
+        assert metric(text, delivered) == 120
+        assert metric(text, 'beacon_router_build_info{version="0.1.0"}') == 1
+        assert "python_info{" in text  # the platform collector
+
+    # A worker killed and restarted: what it counted still counts.
+    old = router.pids()[0]
+    os.kill(old, signal.SIGKILL)
+    await router.wait_listening(3)
+    for _, text in await scrapes(router.url, 4):
+        assert metric(text, accepted) == 120
+    assert router.terminate() == 0, router.logs()
+
+
+def test_one_process_shows_its_process_and_platform_metrics():
+    from router.metrics import Metrics
+
+    text, content_type = Metrics().render()
+    assert b"process_cpu_seconds_total" in text and b"python_info{" in text
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    _, openmetrics = Metrics().render("application/openmetrics-text; version=1.0.0")
+    assert openmetrics.startswith("application/openmetrics-text; version=1.0.0")

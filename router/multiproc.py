@@ -1,0 +1,93 @@
+"""``serve --workers N`` metrics: one scrape shows the whole router, whichever worker answers.
+
+prometheus-client's multiprocess mode: each worker writes its metric values to memory-mapped
+files in ``$PROMETHEUS_MULTIPROC_DIR``, and the worker a scrape reaches merges every file
+(counters and histograms summed, gauges by their ``multiprocess_mode``). The supervisor
+(router/workers.py) owns the directory: it creates a fresh one before forking (or empties the
+one ops set), marks a dead worker's live gauges gone, and removes the directory it created at
+exit. A worker refreshes its own spool gauges every few seconds, so the merged spool figures
+are at most that old.
+
+Not in multiprocess mode: per-process collectors (``process_*``), which describe one process;
+the platform collector (``python_info``) is the same for all and stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+REFRESH_SECONDS = 5.0  # how stale a worker's spool gauges may be in another worker's answer
+
+
+def enabled() -> bool:
+    """Whether this process writes and reads multiprocess metric files."""
+    return bool(os.environ.get(ENV))
+
+
+def registry() -> CollectorRegistry:
+    """Every worker's metrics, merged from the files, plus the platform collector."""
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)
+    merged.register(PLATFORM_COLLECTOR)
+    return merged
+
+
+class Directory:
+    """The supervisor's side: the directory the workers write to, fresh for this run."""
+
+    def __init__(self) -> None:
+        given = os.environ.get(ENV)
+        self.created = not given
+        self.path = given or tempfile.mkdtemp(prefix="beacon-router-metrics-")
+        if given:  # files of a previous run would be counted again: the docs say empty it
+            os.makedirs(given, exist_ok=True)
+            for name in os.listdir(given):
+                if name.endswith(".db"):
+                    os.unlink(os.path.join(given, name))
+        os.environ[ENV] = self.path  # inherited by every worker forked from now on
+        # prometheus-client picks its value store once, when it is first imported (here, before
+        # the variable was set): pick again, so metrics the workers create write to the files.
+        values.ValueClass = values.get_value_class()
+
+    def worker_died(self, pid: int) -> None:
+        """Drop the dead worker's ``live*`` gauges (its counters keep counting in the sums)."""
+        mark_process_dead(pid, self.path)
+
+    def remove(self) -> None:
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.environ.pop(ENV, None)
+
+
+def install(app: web.Application, refresh: Callable[[web.Application], object]) -> None:
+    """Under multiprocess mode, run ``refresh(app)`` (an awaitable) every few seconds."""
+    if enabled():
+        app.cleanup_ctx.append(_refresher(refresh))
+
+
+def _refresher(refresh: Callable[[web.Application], object]
+               ) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # a failed measure waits for the next
+                    await refresh(app)  # type: ignore[misc]
+                await asyncio.sleep(REFRESH_SECONDS)
+
+        task = asyncio.create_task(loop(), name="metrics:refresh")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
