@@ -444,6 +444,10 @@ def unit() -> dict[str, list[str]]:
 def test_systemd_unit_reloads_with_sighup_and_serves_the_documented_way():
     u = unit()
     assert u["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # the router sends READY=1 / RELOADING=1 / STOPPING=1 itself (tests/ops/test_sdnotify.py);
+    # only the main process (the supervisor under --workers) speaks for the service
+    assert u["Type"] == ["notify"] and u["NotifyAccess"] == ["main"]
+    assert "AF_UNIX" in u["RestrictAddressFamilies"][0].split()  # $NOTIFY_SOCKET
     [start] = u["ExecStart"]
     assert os.path.basename(start.split()[0]) == "beacon-router"
     assert start.split()[1:3] == SERVE[1:]

@@ -1,8 +1,10 @@
 """Run the app until SIGTERM/SIGINT, then drain: readiness fails first, requests finish,
 delivery flushes in-flight batches, the spool closes, and the process exits 0.
 
-SIGHUP reloads the config file (router/web/reload.py). With ``admin.token`` set, the admin API
-gets its own listener on ``admin.listen`` unless that says ``same``.
+SIGHUP reloads the config file (router/web/reload.py). Under systemd (``Type=notify``) the
+process says READY=1 once it listens, RELOADING=1 … READY=1 around a reload, STOPPING=1 when it
+drains (router/serve/sdnotify.py). With ``admin.token`` set, the admin API gets its own listener
+on ``admin.listen`` unless that says ``same``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..web.admin import create_admin_app
 from ..web.app import ROUTER, create_app
 from ..web.reload import RELOADER
 from ..web.state import WORKER, WorkerSlot
-from . import adoption
+from . import adoption, sdnotify
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +72,9 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("listening", listen=f"{host}:{port}")
+        sdnotify.notify("READY=1", f"STATUS=listening on {host}:{port}")
         await stop.wait()
+        sdnotify.notify("STOPPING=1", "STATUS=draining")
         # /readyz answers 503 from now on, so a load balancer stops sending before we close.
         app[ROUTER].draining = True
         drain_delay = app[ROUTER].config.server.drain_delay  # a reload may have changed it
@@ -87,9 +91,18 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
 
 def _reload_soon(app: web.Application, running: set[asyncio.Task[object]]) -> None:
     """SIGHUP: reload in a task (a signal handler must not block); the task is kept until done."""
+    sdnotify.reloading()
     task: asyncio.Task[object] = asyncio.create_task(app[RELOADER].reload(), name="reload")
     running.add(task)
     task.add_done_callback(running.discard)
+    task.add_done_callback(_reloaded)
+
+
+def _reloaded(task: asyncio.Task[object]) -> None:
+    """Tell systemd the reload is over, and its verdict (details are in the log)."""
+    result = None if task.cancelled() or task.exception() else task.result()
+    verdict = "applied" if getattr(result, "ok", False) else "refused; the running config stays"
+    sdnotify.notify("READY=1", f"STATUS=config reload {verdict}")
 
 
 async def _admin_listener(app: web.Application, config: Config) -> web.AppRunner | None:

@@ -30,6 +30,7 @@ from ..config import Config
 from ..config.loader import load
 from ..errors import ConfigError
 from ..web.state import WorkerSlot
+from . import sdnotify
 
 log = structlog.get_logger(__name__)
 
@@ -84,12 +85,14 @@ class Supervisor:
         self._stopping_since: float | None = None
         self._clean = True
         self._metrics: multiproc.Directory | None = None
+        self._systemd: sdnotify.Relay | None = None
 
     def run(self) -> int:
         """Start the workers and supervise them until they all stopped; the exit code."""
         check_port_free(self.host, self.port)
         # Before the first fork: every worker writes its metrics where any worker reads them.
         self._metrics = multiproc.Directory()
+        self._systemd = sdnotify.Relay.start(self.count)  # under systemd: READY=1 for all
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             log.info(
@@ -101,15 +104,20 @@ class Supervisor:
             for index in range(self.count):
                 self._spawn(index, old_mask)
             while self.children or (self._restart_at and self._stopping_since is None):
-                info = signal.sigtimedwait(_SIGNALS, 0.5)
+                waiting = self._systemd is not None and self._systemd.waiting
+                info = signal.sigtimedwait(_SIGNALS, 0.1 if waiting else 0.5)
                 if info is not None:
                     self._on_signal(info.si_signo)
                 self._reap()
+                if self._systemd is not None:
+                    self._systemd.poll(set(self.children))
                 self._restart_due(old_mask)
                 self._escalate()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self._metrics.remove()
+            if self._systemd is not None:
+                self._systemd.close()
         log.info("supervisor stopped", clean=self._clean)
         return 0 if self._clean else 1
 
@@ -120,6 +128,8 @@ class Supervisor:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
                 self._restart_at.clear()
+                if self._systemd is not None:
+                    self._systemd.stopping()
                 log.info(
                     "stopping workers",
                     signal=signal.Signals(signo).name,
@@ -127,6 +137,8 @@ class Supervisor:
                 )
             self._forward(signo)
         elif signo == signal.SIGHUP:
+            if self._systemd is not None:
+                self._systemd.reloading(set(self.children))
             self._reload()
             self._forward(signo)
 
