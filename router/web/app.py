@@ -27,6 +27,7 @@ from .beacon import post_beacon
 from .guard import ingest_guard
 from .openapi import add_openapi_route
 from .posthog import add_posthog_routes
+from .posthog_config import add_posthog_config_routes
 from .probes import healthz, measure_spool, metrics_endpoint, readyz
 from .reload import add_reloader
 from .state import ROUTER, Router, drop_counter
@@ -62,6 +63,7 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.router.add_get("/metrics", metrics_endpoint)
     add_openapi_route(app)
     add_posthog_routes(app)
+    add_posthog_config_routes(app)  # after it: only where the capture API is served
     add_stats_routes(app)
     add_reloader(app)
     if config.admin.listen == "same":  # else server.py serves it on its own listener

@@ -30,6 +30,7 @@ from .openapi_schema import (
     ref,
 )
 from .paths import V0_METHODS, V0_PATHS, V1_METHODS, V1_PATH
+from .posthog_config import CONFIG_PREFIX, FLAGS_PATHS
 
 
 def _ingest_paths() -> dict[str, Schema]:
@@ -162,6 +163,39 @@ def _posthog_paths() -> dict[str, Schema]:
     return paths
 
 
+def _posthog_config_paths() -> dict[str, Schema]:
+    """posthog-js's start-up requests (posthog_config.py): no flags, no remote config."""
+    paths: dict[str, Schema] = {}
+    flags = json("No flag is on, none failed (PostHog's answer for a project without flags).",
+                 ANY_OBJECT)
+    for base in FLAGS_PATHS:
+        for path in (base, base + "/"):
+            name = base.strip("/") + "Slash" * path.endswith("/")
+            item: Schema = {method: op(f"{name}{method.title()}", "posthog",
+                                       "Feature flags (none): v=2 `flags`, else `featureFlags`",
+                                       {200: flags}, (429,))
+                            for method in ("get", "post")}
+            item["options"] = _preflight(name)
+            paths[path] = item
+    token = [{"name": "token", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,200}$"}}]
+    paths[CONFIG_PREFIX + "{token}/config"] = {
+        "parameters": token,
+        "get": op("remoteConfig", "posthog", "Remote config (nothing turned on), JSON",
+                  {200: json("The config posthog-js falls back on.", ANY_OBJECT)}, (404, 429)),
+        "options": _preflight("remoteConfig"),
+    }
+    paths[CONFIG_PREFIX + "{token}/config.js"] = {
+        "parameters": token,
+        "get": op("remoteConfigScript", "posthog",
+                  "Remote config as the script posthog-js loads first",
+                  {200: {"description": "Sets window._POSTHOG_REMOTE_CONFIG[token].",
+                         "content": {"application/javascript": {"schema": {"type": "string"}}}}},
+                  (404, 429)),
+    }
+    return paths
+
+
 def _posthog_body() -> Schema:
     return {"$ref": "#/components/requestBodies/PostHogCapture"}
 
@@ -223,6 +257,7 @@ def document() -> dict[str, Any]:
             **_ingest_paths(),
             **_probe_paths(),
             **_posthog_paths(),
+            **_posthog_config_paths(),
             **stats_paths(),
             **admin_paths(),
         },
