@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from support import REPO, RouterProcess, WebhookReceiver, free_port, require_service
 
+from router.metrics import Metrics
 from router.serve.supervisor import RestartPolicy
 
 CONFIG = """
@@ -418,8 +419,6 @@ async def test_one_scrape_shows_every_workers_metrics_whichever_worker_answers(
 
 
 def test_one_process_shows_its_process_and_platform_metrics():
-    from router.metrics import Metrics
-
     text, content_type = Metrics().render()
     assert b"process_cpu_seconds_total" in text and b"python_info{" in text
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from capture_support import TOKEN, StartRouter
 
-from router.web.app import create_app
 from router.config.loader import loads
+from router.web.app import create_app
 
 APP = "https://app.example.com"
 CORS = f"{{cors_origins: ['{APP}']}}"
