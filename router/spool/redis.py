@@ -44,6 +44,7 @@ from .redis_dlq import (
     RedisDeadLetters,
 )
 from .redis_reading import GroupReading, Reader
+from .redis_shared import RedisShared as RedisShared  # re-exported: spool.factory's lazy import
 
 log = structlog.get_logger(__name__)
 

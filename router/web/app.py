@@ -9,7 +9,6 @@ error as JSON), and every response leaves with the security headers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -22,6 +21,7 @@ from ..ingest import Limits
 from ..metrics import Metrics
 from ..ratelimit import RateLimits
 from ..spool import Spool, create_spool
+from ..spool.factory import create_shared
 from .admin import add_admin_routes
 from .beacon import post_beacon
 from .guard import ingest_guard
@@ -33,16 +33,13 @@ from .reload import add_reloader
 from .state import ROUTER, Router, drop_counter
 from .stats import add_stats_routes
 
-if TYPE_CHECKING:
-    from ..spool.redis_shared import RedisShared
-
 log = structlog.get_logger(__name__)
 
 
 def create_app(config: Config, *, spool: Spool | None = None) -> web.Application:
     """The router as an aiohttp app; ``spool`` may be given (tests), else built from config."""
     metrics = Metrics(shared_spool=config.spool.type == "redis")
-    shared = shared_state(config)
+    shared = create_shared(config.spool)
     router = Router(config=config, metrics=metrics, limits=Limits.from_server(config.server),
                     rate_limits=RateLimits(config.limits, shared=shared), shared=shared,
                     pipeline=Pipeline(config.pipeline, on_drop=drop_counter(metrics),
@@ -69,15 +66,6 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     if config.admin.listen == "same":  # else server.py serves it on its own listener
         add_admin_routes(app)
     return app
-
-
-def shared_state(config: Config) -> RedisShared | None:
-    """What router instances share (dedupe, rate limits): only on a Redis spool."""
-    if config.spool.type != "redis":
-        return None
-    from ..spool.redis_shared import RedisShared  # the optional redis extra (checked at load)
-
-    return RedisShared.for_spool(config.spool)
 
 
 def _spool_ctx(given: Spool | None) -> Callable[[web.Application], AsyncIterator[None]]:
