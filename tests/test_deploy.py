@@ -133,6 +133,23 @@ def test_dependency_wheels_are_built_before_the_source_is_copied_with_the_constr
     assert "beacon-router[fast,postgres,redis]" in runtime
 
 
+# The first releases without a published advisory against them (issue 15): aiohttp's
+# request-smuggling and parser fixes (3.12.14 and after, up to 3.13.3), orjson's deep-nesting fix.
+FLOORS = {"aiohttp": (3, 13, 3), "orjson": (3, 11, 5), "pyyaml": (6, 0, 2)}
+
+
+def test_dependency_floors_exclude_the_releases_with_known_advisories():
+    floors = {}
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+            "dependencies"]:
+        name, _, version = requirement.partition(">=")
+        floors[name.strip().lower()] = tuple(int(p) for p in version.split(",")[0].split("."))
+    for name, floor in FLOORS.items():
+        assert floors[name] >= floor, f"{name}>={'.'.join(map(str, floor))} at least"
+    # lean by default: the PostgreSQL and Redis clients are extras, lzstring a test tool
+    assert not {"asyncpg", "redis", "lzstring"} & set(floors)
+
+
 def test_the_constraints_pin_every_dependency_and_make_and_ci_install_with_them():
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
