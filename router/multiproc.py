@@ -21,9 +21,12 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 
+import structlog
 from aiohttp import web
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+log = structlog.get_logger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 REFRESH_SECONDS = 5.0  # how stale a worker's spool gauges may be in another worker's answer
@@ -80,8 +83,10 @@ def _refresher(refresh: Callable[[web.Application], object]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
-                with contextlib.suppress(Exception):  # a failed measure waits for the next
+                try:
                     await refresh(app)  # type: ignore[misc]
+                except Exception as exc:  # the spool is away: the next round tries again
+                    log.warning("spool gauges not measured", error=str(exc))
                 await asyncio.sleep(REFRESH_SECONDS)
 
         task = asyncio.create_task(loop(), name="metrics:refresh")
