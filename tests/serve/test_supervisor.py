@@ -424,3 +424,23 @@ def test_one_process_shows_its_process_and_platform_metrics():
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     _, openmetrics = Metrics().render("application/openmetrics-text; version=1.0.0")
     assert openmetrics.startswith("application/openmetrics-text; version=1.0.0")
+
+
+async def test_the_spool_gauges_of_one_scrape_add_up_every_workers_spool_file(workers, tmp_path):
+    # The backend is down: every acknowledged event waits in one of the two spool files.
+    router = workers(CONFIG.format(port=free_port()), 2)
+    router.start()
+    await router.wait_listening(2)
+    acked = await post_beacons(router.url, 60)
+    assert len(acked) == 60
+    assert 0 < events_written(tmp_path / "data/spool.db") < 60  # both files hold a share
+
+    depth = 'beacon_router_spool_depth_events{backend="hook"}'
+    deadline = time.monotonic() + 30  # each worker measures its own file every 5 s
+    while True:
+        values = {metric(text, depth) for _, text in await scrapes(router.url, 4)}
+        if values == {60.0}:
+            break
+        assert time.monotonic() < deadline, f"spool depth seen: {values}"
+        await asyncio.sleep(0.5)
+    assert router.terminate() == 0, router.logs()
