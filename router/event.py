@@ -48,6 +48,9 @@ class Event:
     name: str
     data: dict[str, Any]
     source: str = "beacon"
+    # The source profile that mapped it (router/sources): how to give it back in the client's
+    # own shape. None for events no profile mapped.
+    profile: str | None = None
     context: RequestContext | None = field(default=None, repr=False, compare=False)
     # Filters that remember something (dedupe) leave here how to forget it, run if the spool
     # refuses the event: a client's retry after a 503 must not be dropped as a duplicate.
@@ -56,16 +59,19 @@ class Event:
     @classmethod
     def new(cls, data: dict[str, Any], *, name: str = "beacon", source: str = "beacon",
             uuid: object = None, received_at: str | None = None,
-            context: RequestContext | None = None) -> Event:
+            context: RequestContext | None = None, profile: str | None = None) -> Event:
         """An event stamped with the client's uuid when it is a valid one, else a fresh uuid4."""
         return cls(uuid=normalize_uuid(uuid) or new_uuid(),
                    received_at=received_at or now_iso(), name=name, data=data, source=source,
-                   context=context)
+                   profile=profile, context=context)
 
     def to_dict(self) -> dict[str, Any]:
         """The persisted form: what the spool and the backends see (no request context)."""
-        return {"uuid": self.uuid, "received_at": self.received_at, "event": self.name,
-                "source": self.source, "data": self.data}
+        out = {"uuid": self.uuid, "received_at": self.received_at, "event": self.name,
+               "source": self.source, "data": self.data}
+        if self.profile is not None:
+            out["profile"] = self.profile
+        return out
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())  # starts with JSON_START: orjson keeps key order
@@ -74,7 +80,7 @@ class Event:
     def from_json(cls, raw: bytes | str) -> Event:
         d = orjson.loads(raw)
         return cls(uuid=d["uuid"], received_at=d["received_at"], name=d["event"],
-                   data=d["data"], source=d.get("source", "beacon"))
+                   data=d["data"], source=d.get("source", "beacon"), profile=d.get("profile"))
 
     def get(self, path: str, default: Any = None) -> Any:
         """The value at a dotted path in ``data``, or ``default``."""

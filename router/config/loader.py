@@ -23,6 +23,7 @@ from ..conditions import Condition
 from ..configtest.suite import suite_errors
 from ..errors import ConfigError, ConfigErrors
 from ..filters import FILTERS, Filter
+from ..sources import EMPTY, load_profiles
 from ..yamlsource import LinedYaml, Path, format_path, load_file, load_text
 from .schema import (
     BACKEND_COMMON,
@@ -67,6 +68,9 @@ class _Validator:
         backends = self.backends(data.get("backends") or {}, ("backends",))
         if "tests" in data:  # checked here so `check` and `serve` report a broken one too
             self.errors += suite_errors(self.doc, data["tests"], ("tests",))
+        sources = sections["sources"]
+        profiles = (load_profiles(sources.profiles, sources.include, self.doc, self.errors)
+                    if sources is not None else EMPTY)
         stats = sections["stats"]
         if stats is not None and stats.store is not None and getattr(
                 backends.get(stats.store), "type", None) != "store":
@@ -78,7 +82,7 @@ class _Validator:
         return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
                       pipeline=pipeline, backends=backends, raw=data,
                       sources=sections["sources"], admin=sections["admin"],
-                      stats=sections["stats"], limits=sections["limits"])
+                      stats=sections["stats"], limits=sections["limits"], profiles=profiles)
 
     def model(self, model: type[BaseModel], value: Any, path: Path) -> Any:
         if not isinstance(value, dict):

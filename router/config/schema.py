@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ..conditions import Condition
+from ..sources import EMPTY, ProfileConfig, Profiles
 from ..units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -177,6 +178,11 @@ class SourcesConfig(Strict):
     beacon: BeaconSourceConfig = Field(BeaconSourceConfig(), description="`POST /beacon`")
     posthog: PostHogSourceConfig = Field(PostHogSourceConfig(),
                                          description="the PostHog capture API")
+    include: tuple[str, ...] = Field(
+        (), description="profile files (globs, relative to the working directory), e.g. "
+                        "config/sources/*.yaml; docs/sources.md")
+    profiles: tuple[ProfileConfig, ...] = Field(
+        (), description="your own profiles; one named like an included one replaces it")
 
 
 class RateLimitConfig(Strict):
@@ -330,6 +336,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    profiles: Profiles = EMPTY  # sources.profiles and sources.include, compiled (router/sources)
 
     @property
     def enabled_backends(self) -> dict[str, BackendSpec]:

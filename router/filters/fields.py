@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, field_validator
 from ..errors import CoerceFailed
 from ..event import _MISSING, Event, delete_path, get_path, set_path, split_path
 from .base import Filter, Options, register
+from .wildcard import expand
 
 _PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
@@ -86,8 +87,9 @@ class Drop(Filter):
         self._paths = [split_path(p) for p in options.fields]
 
     def __call__(self, event: Event) -> Event | None:
-        for path in self._paths:
-            delete_path(event.data, path)
+        for pattern in self._paths:
+            for path in list(expand(event.data, pattern)):  # listed: deleting edits the dict
+                delete_path(event.data, path)
         return event
 
 

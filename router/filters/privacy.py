@@ -30,6 +30,7 @@ from ..errors import ConfigError
 from ..event import _MISSING, Event, get_path, set_path, split_path
 from .base import Filter, Options, register
 from .fields import FieldPath, replace_path
+from .wildcard import expand
 
 log = structlog.get_logger()
 
@@ -56,7 +57,7 @@ _KEY_BYTES = 32
 class HashOptions(Options):
     """``fields``, ``key`` (or a generated ``key_file``) and the hex ``length`` kept."""
 
-    fields: list[FieldPath] = Field(min_length=1, description="paths whose values are hashed")
+    fields: list[FieldPath] = Field(min_length=1, description="paths whose values are hashed; `*` is any key (counts.*)")
     key: SecretStr | None = Field(
         None, description="the HMAC key, at least 16 characters (openssl rand -hex 32); never "
                           "logged. Changing it changes every hash")
@@ -176,10 +177,11 @@ class Hash(Filter):
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data
-        for path in self._paths:
-            value = get_path(data, path, _MISSING)
-            if value is not _MISSING and value is not None:  # null carries nothing to hide
-                replace_path(data, path, self.digest(value))
+        for pattern in self._paths:
+            for path in expand(data, pattern):
+                value = get_path(data, path, _MISSING)
+                if value is not _MISSING and value is not None:  # null carries nothing to hide
+                    replace_path(data, path, self.digest(value))
         return event
 
 
@@ -239,7 +241,7 @@ def default_labels(edges: list[Number]) -> tuple[list[str], str | None]:
 class BucketOptions(Options):
     """``field`` or ``fields``, strictly increasing ``edges``, optional ``labels`` / ``target``."""
 
-    field: FieldPath | None = Field(None, description="one path (or `fields`)")
+    field: FieldPath | None = Field(None, description="one path (or `fields`); `*` is any key")
     fields: list[FieldPath] | None = Field(None, min_length=1,
                                            description="several paths sharing the edges")
     edges: list[int | float] = Field(
@@ -247,7 +249,8 @@ class BucketOptions(Options):
                                   "0-10, 11-50, 51+")
     labels: list[str] | None = Field(None, description="own names, one more than `edges`")
     target: FieldPath | None = Field(
-        None, description="write the label here and keep the number (with `field` only)")
+        None, description="write the label here and keep the number (with `field` only, "
+                          "without `*`)")
 
     @field_validator("edges", mode="before")
     @classmethod
@@ -280,6 +283,8 @@ class BucketOptions(Options):
             raise ValueError("give exactly one of `field` or `fields`")
         if self.target is not None and self.fields is not None and len(self.fields) > 1:
             raise ValueError("`target` needs a single `field`")
+        if self.target is not None and "*" in self.paths[0].split("."):
+            raise ValueError("`target` needs a `field` without `*`")
         return self
 
     @property
@@ -321,15 +326,16 @@ class Bucket(Filter):
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data
-        for path in self._paths:
-            value = get_path(data, path, _MISSING)
-            if value is _MISSING:
-                continue
-            label = self.label(value)
-            if label is None:
-                continue
-            if self._target is not None:
-                set_path(data, self._target, label)
-            else:
-                replace_path(data, path, label)
+        for pattern in self._paths:
+            for path in expand(data, pattern):
+                value = get_path(data, path, _MISSING)
+                if value is _MISSING:
+                    continue
+                label = self.label(value)
+                if label is None:
+                    continue
+                if self._target is not None:
+                    set_path(data, self._target, label)
+                else:
+                    replace_path(data, path, label)
         return event

@@ -23,7 +23,7 @@ from ..ratelimit import RateLimits
 from ..spool import Spool, create_spool
 from ..spool.factory import create_shared
 from .admin import add_admin_routes
-from .beacon import post_beacon
+from .beacon import add_profile_routes
 from .guard import ingest_guard
 from .openapi import add_openapi_route
 from .posthog import add_posthog_routes
@@ -54,7 +54,7 @@ def create_app(config: Config, *, spool: Spool | None = None) -> web.Application
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
     multiproc.install(app, measure_spool)  # serve --workers: each worker's spool gauges
-    app.router.add_post("/beacon", post_beacon)
+    add_profile_routes(app)  # /beacon and each source profile's paths
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)

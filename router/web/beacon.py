@@ -1,47 +1,113 @@
-"""``POST /beacon``: decode, run the global pipeline, make the survivors durable, then answer."""
+"""``POST /beacon`` and every path a source profile serves (router/sources, docs/sources.md).
+
+The handler stays thin: decode the body, find each beacon's profile (path, method, User-Agent,
+shape), let the profile map it onto the common fields, run the global pipeline, make the
+survivors durable, and only then answer as the profile says (Operately's client takes only 200).
+The event's uuid is the beacon's own field only where the profile names a true event id: a
+product's installation id (GitLab's ``uuid``) is never an event's identity.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .. import auth
-from ..errors import Unauthorized
+from ..errors import BadRequest, Unauthorized
 from ..event import Event, get_path, now_iso
+from ..filters import Pipeline
 from ..ingest import decode_beacons, read_body
+from ..ingest.form import decode as decode_form
+from ..sources import FALLBACK, RequestFacts, Resolution
 from .intake import make_durable, request_context
 from .responses import json_response
-from .state import ROUTER
+from .state import ROUTER, Router
+
+SOURCE = "beacon"
+_NO_PIPELINE = Pipeline()  # a profile with `pipeline: false` (an explicit privacy opt-out)
 
 
-async def post_beacon(request: web.Request) -> web.Response:
-    """Decode, run the global pipeline, make the survivors durable, then (only then) 202."""
+def add_profile_routes(app: web.Application) -> None:
+    """Serve /beacon and each profile's paths with the methods its clients use."""
+    for path, methods in app[ROUTER].config.profiles.routes().items():
+        for method in sorted(methods):
+            app.router.add_route(method, path, receive_beacons)
+
+
+async def receive_beacons(request: web.Request) -> web.Response:
+    """Decode, map by profile, run the pipeline, make durable, then answer as the profile says."""
     router = request.app[ROUTER]
     started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
     try:
         tokens = router.config.sources.beacon.tokens
         if tokens and not auth.matches(auth.bearer(request.headers.get("Authorization")), tokens):
             raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
-        body = await read_body(request, router.limits)
-        beacons = decode_beacons(body, request.headers.get("Content-Type"), router.limits)
+        if request.method == "GET":  # a client that reports in its query string
+            beacons = decode_form(request.query_string.encode(), router.limits)
+        else:
+            body = await read_body(request, router.limits)
+            beacons = decode_beacons(body, request.headers.get(hdrs.CONTENT_TYPE), router.limits)
         metrics = router.metrics
-        metrics.child(metrics.received, "beacon").inc(len(beacons))
-        # Keyed on the raw id, before the pipeline hashes it; only a salted digest is kept.
-        limits = router.rate_limits
-        if limits.shared or limits.per_installation is not None:
-            field_name = router.config.limits.installation_field
-            ids = (get_path(b, field_name) for b in beacons)
-            if limits.shared:
-                await limits.check_installations_shared(ids)
-            else:
-                limits.check_installations(ids)
+        metrics.child(metrics.received, SOURCE).inc(len(beacons))
+        profiles = router.config.profiles
+        agent = request.headers.get(hdrs.USER_AGENT)
+        found = [profiles.resolve(route, request.method, agent, b) for b in beacons]
+        facts = RequestFacts(headers=request.headers, path_params=request.match_info)
+        ids = [r.profile.event_uuid(b) for r, b in zip(found, beacons, strict=True)]
+        for resolution, beacon in zip(found, beacons, strict=True):
+            resolution.profile.map(beacon, facts)
+        await _rate_limit(router, beacons)
         context = request_context(request)
         received_at = now_iso()
-        await make_durable(router, "beacon", (
-            Event.new(b, uuid=b.get("uuid"), received_at=received_at, context=context)
-            for b in beacons))
+        await make_durable(router, SOURCE, (
+            Event.new(b, uuid=i, received_at=received_at, context=context, profile=r.profile.name)
+            for b, i, r in zip(beacons, ids, found, strict=True)), pipeline=_pipeline(found))
     finally:
-        router.metrics.child(router.metrics.request_latency, "/beacon").observe(
+        router.metrics.child(router.metrics.request_latency, route).observe(
             time.perf_counter() - started)
-    return json_response({"accepted": len(beacons)}, status=202)
+    status, answer = (found[0].profile if found else FALLBACK).answer(len(beacons))
+    if isinstance(answer, str):
+        return web.Response(text=answer, status=status)
+    return json_response(answer, status=status)
+
+
+async def _rate_limit(router: Router, beacons: list[dict[str, object]]) -> None:
+    """Per-installation limits, keyed on the mapped id before the pipeline hashes it."""
+    limits = router.rate_limits
+    if not (limits.shared or limits.per_installation is not None):
+        return
+    field_name = router.config.limits.installation_field
+    ids = (get_path(b, field_name) for b in beacons)
+    if limits.shared:
+        await limits.check_installations_shared(ids)
+    else:
+        limits.check_installations(ids)
+
+
+def _pipeline(found: list[Resolution]) -> Pipeline | None:
+    """None (the global pipeline), or none at all when the profiles opted out of it."""
+    opted_out = {not r.profile.pipeline for r in found}
+    if opted_out == {True}:
+        return _NO_PIPELINE
+    if len(opted_out) > 1:
+        raise BadRequest("the beacons of this request belong to profiles that differ on "
+                         "`pipeline:`; send them in separate requests")
+    return None
+
+
+class PostHogProfile:
+    """The ``source: posthog`` profile, as the PostHog capture handlers apply it (or nothing)."""
+
+    def __init__(self, router: Router, request: web.Request) -> None:
+        self.profile = router.config.profiles.posthog
+        self.name = self.profile.name if self.profile is not None else None
+        self._facts = RequestFacts(headers=request.headers)
+        opted_out = self.profile is not None and not self.profile.pipeline
+        self.pipeline = _NO_PIPELINE if opted_out else None
+
+    def map(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data if self.profile is None else self.profile.map(data, self._facts)

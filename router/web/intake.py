@@ -8,15 +8,18 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from ..event import Event, RequestContext
+from ..filters import Pipeline
 from .state import ROUTER, Router
 
 
-async def make_durable(router: Router, source: str, events: Iterable[Event]) -> int:
-    """Run the global pipeline on each event and append the survivors to the spool in one
-    durable write; returns how many were kept. Raises Unavailable if the spool refuses.
+async def make_durable(router: Router, source: str, events: Iterable[Event],
+                       pipeline: Pipeline | None = None) -> int:
+    """Run the global pipeline (or ``pipeline``: a source profile that opted out of it) on each
+    event and append the survivors to the spool in one durable write; returns how many were
+    kept. Raises Unavailable if the spool refuses.
 
     A request that fails leaves nothing remembered (dedupe): its retry must not be dropped."""
-    pipeline = router.pipeline
+    pipeline = pipeline or router.pipeline
     events = list(events)
     try:
         if pipeline.batched:  # a filter's state is shared (Redis): one round trip per request

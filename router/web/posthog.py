@@ -27,6 +27,7 @@ from ..errors import InputError, Unauthorized
 from ..event import Event, iso_z
 from ..ingest import read_body
 from ..ingest.posthog import Captured, decode_v0, decode_v1
+from .beacon import PostHogProfile
 from .intake import make_durable, request_context
 from .paths import SOURCE, V0_METHODS, V0_PATHS, V1_METHODS, V1_PATH
 from .responses import error_response, json_response
@@ -192,7 +193,8 @@ async def _make_durable(
     router.metrics.child(router.metrics.received, SOURCE).inc(len(events))
     context = replace(request_context(request), token=token)  # memory only, like the client IP
     received_at = iso_z(now)
+    profile = PostHogProfile(router, request)  # sources: product, common fields, privacy
     await make_durable(router, SOURCE, (
-        Event.new(c.data, name=c.name, source=SOURCE, uuid=c.uuid, received_at=received_at,
-                  context=context)
-        for c in events))
+        Event.new(profile.map(c.data), name=c.name, source=SOURCE, uuid=c.uuid,
+                  received_at=received_at, context=context, profile=profile.name)
+        for c in events), pipeline=profile.pipeline)

@@ -64,9 +64,11 @@ def error_for(request: web.Request, exc: Exception) -> web.StreamResponse:
 def _source(request: web.Request) -> str:
     """The ``source`` label of a rejected request: beacon, posthog, or other."""
     path = request.path.rstrip("/") or "/"
-    if path == "/beacon":
-        return "beacon"
-    return SOURCE if path in V0_PATHS or path == V1_PATH else "other"
+    if path in V0_PATHS or path == V1_PATH:
+        return SOURCE
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    return "beacon" if route in request.app[ROUTER].config.profiles.routes() else "other"
 
 
 _SECURITY_HEADERS = (
