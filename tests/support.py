@@ -202,6 +202,11 @@ class WebhookReceiver:
         raise AssertionError(f"acknowledged events never arrived: {missing}")
 
 
+EVENT_IDS = "sources: {profiles: [{name: test-beacon, paths: [/beacon], event_id: uuid}]}\n"
+"""A config line making ``beacon()``'s ``uuid`` the event's uuid, so a test can follow each
+acknowledged beacon to a backend (a beacon's fields are never its event id otherwise)."""
+
+
 def beacon() -> dict[str, object]:
     """A beacon with its own uuid and installation id."""
     return {"uuid": str(uuid.uuid4()), "installation_id": str(uuid.uuid4()),

@@ -14,6 +14,8 @@ from support import WebhookReceiver, send_beacon
 
 CONFIG = """
 spool: {{path: ./spool.db}}
+# support.beacon()'s uuid is its event id: the tests follow each acknowledged beacon by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 pipeline:
   - {{type: hash, fields: [installation_id], key: test-only-key-0123456789abcdef}}
 backends:

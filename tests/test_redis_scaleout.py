@@ -32,6 +32,8 @@ PATHS = tuple(f"/{name}" for name in BACKENDS)
 
 ROUTER_CONFIG = """
 spool: {{type: redis, url: "{url}", key_prefix: "{prefix}", claim_idle: 1s}}
+# support.beacon()'s uuid is its event id: the tests follow each acknowledged beacon by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 backends:
 """ + "".join(
     f"""

@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as redis
 from prometheus_client.parser import text_string_to_metric_families
 from support import (
+    EVENT_IDS,
     RouterProcess,
     TcpProxy,
     WebhookReceiver,
@@ -65,7 +66,7 @@ def webhook(name: str, port: int, router: str) -> str:
 def router_config(prefix: str, name: str, body: str, url: str = REDIS_URL) -> str:
     """A router on the shared stream; ``name`` is its consumer name (unique per router)."""
     spool = f'spool: {{type: redis, url: "{url}", key_prefix: "{prefix}", consumer: "{name}"}}\n'
-    return spool + body
+    return spool + EVENT_IDS + body
 
 
 async def scrape(url: str) -> str:

@@ -11,7 +11,8 @@ qualified, the most specific wins, compared in this order (docs/sources.md):
 
 and among equals the first declared (``sources.profiles`` before included files). When no
 candidate qualifies, a path's first listed profile takes it (its tests only tell profiles apart;
-they never turn a product's own path away), and ``/beacon`` falls back to the built-in profile.
+they never turn a product's own path away), and ``/beacon``, shared by all, falls back to the
+built-in profile.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class Profiles:
                 payload: dict[str, Any]) -> Resolution:
         """The profile of one decoded beacon that arrived on route ``path``."""
         probe = Event(uuid="", received_at="", name="beacon", data=payload)
-        best: tuple[tuple[bool, bool, bool, bool], int, Profile, list[str]] | None = None
-        for order, profile in enumerate(self.candidates(path)):
+        best: tuple[tuple[bool, bool, bool, bool], Profile, list[str]] | None = None
+        for profile in self.candidates(path):
             on_path = path in profile.paths
             why = [f"path {path} is listed" if on_path else f"recognised on {path}"]
             if method not in profile.methods:
@@ -84,12 +85,12 @@ class Profiles:
                 shape_hit = True
                 why.append("payload shape matches")
             rank = (on_path, True, ua_hit, shape_hit)
-            if best is None or rank > best[0]:
-                best = (rank, order, profile, why)
+            if best is None or rank > best[0]:  # strictly: the first declared wins a tie
+                best = (rank, profile, why)
         if best is not None:
-            return Resolution(best[2], "; ".join(best[3]))
+            return Resolution(best[1], "; ".join(best[2]))
         listed = self._on_path.get(path)
-        if listed:
+        if listed and path != GENERIC_PATH:
             return Resolution(listed[0], f"path {path} is listed; no profile's User-Agent or "
                                          "shape test held, so its first profile takes it")
         return Resolution(FALLBACK, f"no profile matched on {path}: the built-in beacon profile")
