@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
+from multidict import CIMultiDict
 
 from . import __version__, logs
 from .config import Config, masked, split_listen
@@ -29,6 +30,7 @@ from .errors import ConfigError, InputError, RouterError, StoreUnavailable
 from .ingest import Limits, decode_beacons
 from .serve.server import serve
 from .serve.supervisor import Supervisor
+from .sources.explain import routes_table
 from .spool.shardset import admin_spool  # every worker's file under serve --workers
 from .stats.summary import render, summary_report
 from .web.state import WorkerSlot
@@ -88,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("dry-run", _dry_run,
                 "Print what each backend would receive for a beacon, without sending.")
-    p.add_argument("beacon", nargs="?", help="a JSON beacon file (default: standard input)")
+    p.add_argument("beacon", nargs="?", help="a beacon file (default: standard input)")
+    p.add_argument("--path", default="/beacon", help="the path it is posted to (default /beacon)")
+    p.add_argument("--user-agent", "-A", help="the client's User-Agent header")
+    p.add_argument("--content-type", default="application/json", help="its Content-Type")
+    p.add_argument("--header", "-H", action="append", default=[], metavar="NAME: VALUE",
+                   help="another request header a profile reads (repeatable)")
 
     p = command("test", _test, "Run the config's tests (its tests: section, FILE.tests.yaml, "
                                "or --tests) without sending: exit 0 passed, 1 failed, 2 invalid.")
@@ -163,6 +170,8 @@ def _check(args: argparse.Namespace) -> int:
     disabled = [n for n, b in config.backends.items() if not b.enabled]
     print(f"{args.config}: OK — {len(config.pipeline)} pipeline filters; backends: {enabled}"
           + (f" (disabled: {', '.join(disabled)})" if disabled else ""))
+    print("paths → source profiles, in order of precedence (docs/sources.md):")
+    print("\n".join(routes_table(config.profiles)))
     return 0
 
 
@@ -174,11 +183,17 @@ def _dry_run(args: argparse.Namespace) -> int:
     config = load(args.config)
     raw = _read_input(args.beacon)
     try:
-        beacons = decode_beacons(raw, "application/json", Limits.from_server(config.server))
+        beacons = decode_beacons(raw, args.content_type, Limits.from_server(config.server))
     except InputError as exc:
         print(f"beacon-router: bad beacon: {exc.detail}", file=sys.stderr)
         return 2
-    report = [dry_run(config, beacon) for beacon in beacons]
+    headers: CIMultiDict[str] = CIMultiDict()
+    for header in args.header:
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
+    if args.user_agent:
+        headers["User-Agent"] = args.user_agent
+    report = [dry_run(config, beacon, path=args.path, headers=headers) for beacon in beacons]
     sys.stdout.write(orjson.dumps(report[0] if len(report) == 1 else report,
                                   option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

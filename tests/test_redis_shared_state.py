@@ -333,9 +333,9 @@ async def test_a_shared_dedupe_honours_when_and_keeps_the_order_of_a_request(
 
     await until(delivered)
     assert [e.data for e in backend.events] == [
-        {"installation_id": "x", "n": 1},
-        {"installation_id": "x", "n": 2},
-        {"installation_id": "y", "n": 4},
+        {"installation_id": "x", "n": 1, "product": "test-beacon"},
+        {"installation_id": "x", "n": 2, "product": "test-beacon"},
+        {"installation_id": "y", "n": 4, "product": "test-beacon"},
     ]
 
 

@@ -57,7 +57,8 @@ _KEY_BYTES = 32
 class HashOptions(Options):
     """``fields``, ``key`` (or a generated ``key_file``) and the hex ``length`` kept."""
 
-    fields: list[FieldPath] = Field(min_length=1, description="paths whose values are hashed; `*` is any key (counts.*)")
+    fields: list[FieldPath] = Field(
+        min_length=1, description="paths whose values are hashed; `*` is any key (counts.*)")
     key: SecretStr | None = Field(
         None, description="the HMAC key, at least 16 characters (openssl rand -hex 32); never "
                           "logged. Changing it changes every hash")
