@@ -6,7 +6,7 @@ import pytest
 import yaml
 from support import REPO
 
-from router.config import load, loads
+from router.config.loader import load, loads
 from router.errors import ConfigError
 from router.event import Event
 from router.filters.privacy import Bucket, BucketOptions
