@@ -28,6 +28,8 @@ from router.serve.supervisor import RestartPolicy
 CONFIG = """
 server: {{shutdown_timeout: 2s}}
 spool: {{path: ./data/spool.db}}
+# the tests follow each acknowledged beacon by its uuid: an event id
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 backends:
   hook:
     type: webhook
