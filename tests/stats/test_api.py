@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Store, beacon
+from support import REPO
 
 from router.config.loader import loads
+from router.event import Event, set_path
+from router.sources import RequestFacts
 from router.web.admin import create_admin_app
 from router.web.app import create_app
 
@@ -221,3 +225,35 @@ async def test_public_stats_below_k_show_no_number(sqlite_store: Store, client_f
     body = await (await client.get("/public/stats")).json()
     assert body["active"] == {"1d": None, "7d": None, "30d": None}
     assert all(buckets == [] for buckets in body["breakdowns"].values())
+
+
+async def test_installations_are_counted_per_product_of_the_source_profiles(
+    sqlite_store: Store, client_for, monkeypatch
+):
+    """Beacons as the shipped profiles map them (GitLab's `uuid`, Nextcloud's `instance_id`, …
+    become installation_id, each event carries its product): the API, the dashboard's report and
+    the public page break the installed base down by product."""
+    monkeypatch.chdir(REPO)
+    profiles = loads("sources: {include: [config/sources/*.yaml]}\n").profiles
+    sent = {"gitlab": ("uuid", 3), "nextcloud": ("instance_id", 2),
+            "docker": ("installation_id", 1), "kubernetes": ("cluster_info.cluster_uid", 1)}
+    events = []
+    for product, (field, installations) in sent.items():
+        for i in range(installations):
+            for hour in ("08", "12"):  # two beacons each: still one installation
+                data: dict[str, Any] = {"version": "1.0"}
+                set_path(data, field, f"{product}-{i}")
+                profiles.by_name[product].map(data, RequestFacts())
+                events.append(Event.new(data, received_at=f"{days_ago(1)}T{hour}:00:00.000Z"))
+    await sqlite_store.add(events)
+    client = await client_for(ADMIN_SAME_PORT + "\nstats: {public: true, k: 2, "
+                                                "dimensions: [product, version]}")
+    report = await (await client.get("/api/stats", params={"dimension": "product"},
+                                     headers=AUTH)).json()
+    assert report["breakdowns"]["product"] == [
+        {"value": "gitlab", "installations": 3}, {"value": "nextcloud", "installations": 2},
+        {"value": "docker", "installations": 1}, {"value": "kubernetes", "installations": 1}]
+    public = await (await client.get("/public/stats")).json()
+    assert public["breakdowns"]["product"] == [
+        {"value": "gitlab", "installations": 3}, {"value": "nextcloud", "installations": 2},
+        {"value": "other", "installations": 2}]  # fewer than k each: not shown by name
