@@ -11,8 +11,9 @@ SIGHUP and ``POST /admin/reload`` both come here, one reload at a time.
   again at its durable position, so a batch it had in flight is sent again (at-least-once).
 * Some settings are bound when the process starts: ``server.listen`` and ``server.workers``,
   ``admin.listen`` (and opening it by setting ``admin.token``), ``spool``,
-  ``sources.posthog`` and ``stats``. A change to one of them keeps the running value, is
-  named in ``restart_required`` and takes effect at the next restart.
+  ``sources.posthog``, the set of paths the source profiles serve, and ``stats``. A change to
+  one of them keeps the running value, is named in ``restart_required`` and takes effect at the
+  next restart (a profile's matching, mapping and answer change at once).
 """
 
 from __future__ import annotations
@@ -183,6 +184,8 @@ def _effective(old: Config, new: Config) -> tuple[Config, list[str]]:
         admin = admin.model_copy(update={"listen": old.admin.listen})
     if old.admin.token is None and new.admin.token is not None and old.admin.listen != "same":
         restart.append("admin.token (admin.listen opens at start)")
+    if new.profiles.routes() != old.profiles.routes():  # routes are bound when the app starts
+        restart.append("the paths of sources profiles (new ones are served after a restart)")
     if new.sources.posthog != old.sources.posthog:
         restart.append("sources.posthog")
         sources = sources.model_copy(update={"posthog": old.sources.posthog})

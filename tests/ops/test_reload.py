@@ -237,3 +237,18 @@ async def test_sighup_reloads_a_running_router_and_refuses_an_invalid_file(
         assert metric(text, "beacon_router_config_last_reload_successful") == 0
     assert router.terminate() == 0
     assert "config reload refused" in router.logs()
+
+
+async def test_a_profiles_answer_changes_at_once_and_a_new_path_waits_for_a_restart(
+    router_client, tmp_path
+):
+    mine = ("sources: {{profiles: [{{name: app, paths: [/beacon{more}], "
+            "answer: {{status: {s}}}}}]}}\n")
+    client = await router_client(config(backends=FILE_A) + mine.format(more="", s=202))
+    rewrite(tmp_path, config(backends=FILE_A) + mine.format(more=", /ping", s=200))
+    status, body = await reload(client)
+    assert status == 200
+    assert body["restart_required"] == [
+        "the paths of sources profiles (new ones are served after a restart)"]
+    assert (await client.post("/beacon", json=BEACON)).status == 200  # the new answer
+    assert (await client.post("/ping", json=BEACON)).status == 404  # until a restart
