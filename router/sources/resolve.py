@@ -48,14 +48,14 @@ class Profiles:
                 self._on_path.setdefault(path, []).append(profile)
         self._recognisable = [p for p in beacons
                               if p.recognisable and GENERIC_PATH not in p.paths]
+        self._routes = {
+            path: frozenset({m for p in profiles for m in p.methods}
+                            | ({"POST"} if path == GENERIC_PATH else set()))
+            for path, profiles in self._on_path.items()}
 
     def routes(self) -> Mapping[str, frozenset[str]]:
         """Each path to serve and the methods its profiles use (/beacon: POST at least)."""
-        out: dict[str, frozenset[str]] = {}
-        for path, profiles in self._on_path.items():
-            methods = {m for p in profiles for m in p.methods}
-            out[path] = frozenset(methods | ({"POST"} if path == GENERIC_PATH else set()))
-        return out
+        return self._routes
 
     def candidates(self, path: str) -> list[Profile]:
         """The profiles a beacon on ``path`` may belong to, listed ones first."""
