@@ -33,8 +33,12 @@ _METHODS = frozenset({"POST", "PUT", "GET"})
 
 GENERIC_PATH = "/beacon"
 """The router's own path: every profile with a User-Agent or shape test is recognised there."""
+# The router's own paths, and the PostHog capture API's (router/web/paths.py; a test keeps the
+# two in step): a profile may not take them.
 RESERVED = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/api/stats",
-                      "/dashboard", "/public/stats"})
+                      "/dashboard", "/public/stats", "/capture", "/batch", "/e", "/i/v0/e",
+                      "/track", "/engage", "/i/v1/analytics/events"})
+RESERVED_PREFIXES = ("/admin/", "/dashboard/")
 
 
 def _field_path(value: str) -> str:
@@ -160,7 +164,7 @@ class ProfileConfig(Strict):
         for path in v:
             if not _ROUTE.match(path):
                 raise ValueError(f"{path[:64]!r} is not a path: /segment/{{variable}}/…")
-            if path.rstrip("/") in RESERVED:
+            if path.rstrip("/") in RESERVED or path.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"{path} is the router's own path")
         return v
 

@@ -11,6 +11,8 @@ from router.errors import ConfigError
 from router.event import Event
 from router.filters.privacy import Bucket, BucketOptions
 from router.sources import FALLBACK, Profile, ProfileConfig, Profiles, RequestFacts
+from router.sources.model import RESERVED
+from router.web.paths import V0_PATHS, V1_PATH
 
 
 def profile(**keys) -> Profile:
@@ -99,7 +101,7 @@ def test_the_fallback_keeps_a_clients_product_else_unknown():
 
 def test_an_event_id_is_read_only_where_the_profile_names_one():
     assert GITLAB.event_uuid({"uuid": "u"}) is None
-    assert profile(name="sdk", paths=["/e"], event_id="uuid").event_uuid({"uuid": "u"}) == "u"
+    assert profile(name="sdk", paths=["/events"], event_id="uuid").event_uuid({"uuid": "u"}) == "u"
 
 
 def test_bucket_with_a_wildcard_buckets_every_count():
@@ -152,3 +154,9 @@ def test_the_shipped_profiles_load(monkeypatch):
     assert {"operately", "operately-ping", "gitlab", "docker", "kubernetes", "nextcloud",
             "prometheus", "plausible", "discourse", "wordpress", "mastodon", "posthog"} == names
     assert config.profiles.posthog is not None and config.profiles.posthog.name == "posthog"
+
+
+def test_the_posthog_capture_paths_are_reserved_for_the_capture_api():
+    assert {*V0_PATHS, V1_PATH} <= RESERVED
+    with pytest.raises(ConfigError, match="the router's own path"):
+        loads("sources: {profiles: [{name: x, paths: [/capture/]}]}\n")
