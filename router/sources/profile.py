@@ -107,13 +107,18 @@ class Profile:
 
     def unmap(self, data: dict[str, Any]) -> dict[str, Any]:
         """A copy of mapped ``data`` in the product's own shape: the moved fields back under
-        their names, ``product`` removed (values stay as the pipeline left them, hashes too).
+        their names; ``product`` and the fields read from a header, the path or a constant
+        removed, as the payload did not hold them. Values stay as the pipeline left them (hashes
+        too); what ``drop`` removed stays removed.
 
         For receivers that expect the product's payload (the webhook's client formats)."""
         out = _copy(data)
         out.pop("product", None)
         for source in self._sources:
-            if source.path is None or source.spec.keep or source.path == source.common:
+            if source.path is None:
+                delete_path(out, source.common)
+                continue
+            if source.spec.keep or source.path == source.common:
                 continue
             value = get_path(out, source.common, _MISSING)
             if value is not _MISSING and source.pattern is None:

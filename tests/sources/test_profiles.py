@@ -160,3 +160,11 @@ def test_the_posthog_capture_paths_are_reserved_for_the_capture_api():
     assert {*V0_PATHS, V1_PATH} <= RESERVED
     with pytest.raises(ConfigError, match="the router's own path"):
         loads("sources: {profiles: [{name: x, paths: [/capture/]}]}\n")
+
+
+def test_unmap_leaves_out_what_the_payload_did_not_hold():
+    wp = profile(name="wp", paths=["/vc"], fields={
+        "installation_id": {"header": "Referer"}, "version": "wp_version"})
+    mapped = wp.map({"wp_version": "6.0", "users": 3},
+                    RequestFacts(headers={"Referer": "https://b.example"}))
+    assert wp.unmap(mapped) == {"wp_version": "6.0", "users": 3}
