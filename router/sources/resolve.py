@@ -69,6 +69,10 @@ class Profiles:
         best: tuple[tuple[bool, bool, bool, bool], Profile, list[str]] | None = None
         for profile in self.candidates(path):
             on_path = path in profile.paths
+            best_possible = (on_path, True, profile.user_agent is not None,
+                             profile.shape is not None)
+            if best is not None and best_possible <= best[0]:
+                continue  # it could at most tie, and the first declared wins a tie: no tests
             why = [f"path {path} is listed" if on_path else f"recognised on {path}"]
             if method not in profile.methods:
                 continue
