@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from ..event import Event
+from ..sources import Profiles
 
 
 class Options(BaseModel):
@@ -107,6 +108,10 @@ class Backend:
 
     async def migrate(self) -> None:
         """Create tables ahead of the first send (only where ``has_tables``)."""
+
+    def use_profiles(self, profiles: Profiles) -> None:
+        """Told the config's source profiles when built; a backend that sends events in
+        their product's own shape (the webhook's client formats) keeps them."""
 
     async def aclose(self) -> None:
         """Release connections; called once at shutdown."""

@@ -1,9 +1,9 @@
 """``type: webhook`` — POST each batch as JSON to a URL, signed with HMAC-SHA256.
 
 Body, by ``format``: ``events`` (the default), ``{"events": [event.to_dict(), ...]}`` per batch;
-``ndjson``, each event's ``data`` (the client's payload as the pipeline left it) on a line of
-its own, per batch; ``single``, one request per event with its ``data`` as the body, the shape
-the product's own client posts, for internal receivers that expect it.
+``ndjson``, each event in its client's own shape (its source profile's ``unmap``) on a line of
+its own, per batch; ``single``, one request per event in that shape, as the product's own
+client posts it, for internal receivers that expect it.
 
 With a ``secret``, the request carries ``X-Beacon-Timestamp: <unix seconds>`` and
 ``X-Beacon-Signature: sha256=<hex>``, the HMAC-SHA256 of ``<timestamp> "." <exact body bytes>``
@@ -34,6 +34,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ..config import Duration, masked
 from ..event import Event, uuid_of_json
+from ..sources import EMPTY, Profiles
 from .base import Backend, Options, Request, SendResult, register
 from .http import USER_AGENT, HttpClient
 
@@ -120,6 +121,10 @@ class WebhookBackend(Backend):
         self._http = HttpClient(timeout=options.timeout)
         # The spool's bytes are the `events` body's parts; the other formats need each event.
         self.sends_spooled = options.format == "events"
+        self._profiles = EMPTY
+
+    def use_profiles(self, profiles: Profiles) -> None:
+        self._profiles = profiles  # ndjson and single send each event in its product's shape
 
     def render(self, batch: Sequence[Event]) -> list[Request]:
         now = int(time.time())
@@ -175,10 +180,10 @@ class WebhookBackend(Backend):
             case "events":
                 body = orjson.dumps(payload(batch))
             case "ndjson":
-                body = b"".join(orjson.dumps(event.data) + b"\n" for event in batch)
+                body = b"".join(orjson.dumps(self.client_shape(e)) + b"\n" for e in batch)
             case "single":
                 [event] = batch
-                body = orjson.dumps(event.data)
+                body = orjson.dumps(self.client_shape(event))
         return self._headers(body, [event.uuid for event in batch], timestamp), body
 
     def _shown_body(self, batch: Sequence[Event]) -> Any:
@@ -187,9 +192,15 @@ class WebhookBackend(Backend):
             case "events":
                 return payload(batch)
             case "ndjson":
-                return [event.data for event in batch]
+                return [self.client_shape(event) for event in batch]
             case _:
-                return batch[0].data
+                return self.client_shape(batch[0])
+
+    def client_shape(self, event: Event) -> dict[str, Any]:
+        """The event's data as its product's client sent it, after the pipeline: the fields
+        its source profile moved onto the common names moved back (docs/sources.md)."""
+        profile = self._profiles.by_name.get(event.profile or "")
+        return profile.unmap(event.data) if profile is not None else event.data
 
     def _headers(self, body: bytes, uuids: list[str], timestamp: int) -> dict[str, str]:
         single = self.options.format == "single"

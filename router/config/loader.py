@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -79,6 +80,7 @@ class _Validator:
         self.errors += extras.missing(self.doc)  # e.g. spool type: redis without the redis extra
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else ConfigErrors(self.errors)
+        backends = {name: replace(spec, profiles=profiles) for name, spec in backends.items()}
         return Config(file=self.doc.file, server=sections["server"], spool=sections["spool"],
                       pipeline=pipeline, backends=backends, raw=data,
                       sources=sections["sources"], admin=sections["admin"],

@@ -316,10 +316,13 @@ class BackendSpec:
     batch: BatchConfig = field(default_factory=BatchConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     concurrency: int = 1
+    profiles: Profiles = EMPTY  # the config's source profiles, for backends that use them
 
     def build(self) -> Any:
-        return (self.cls(self.name, self.options) if self.options is not None
-                else self.cls(self.name))
+        backend = (self.cls(self.name, self.options) if self.options is not None
+                   else self.cls(self.name))
+        backend.use_profiles(self.profiles)
+        return backend
 
 
 @dataclass(frozen=True)
