@@ -50,17 +50,25 @@ def _ingest_paths() -> dict[str, Schema]:
                 "ingest",
                 "Accept beacons",
                 {
+                    200: json(
+                        "Durable, answered as the matching source profile declares for its "
+                        "client (Operately's accepts only 200; docs/sources.md).",
+                        ANY_OBJECT,
+                    ),
                     202: json(
                         "Every event in the request is durable (or was dropped by the pipeline "
                         "on purpose, e.g. opted out).",
                         ref("Accepted"),
-                    )
+                    ),
                 },
                 INGEST_ERRORS,
                 description="A JSON object or an array of them, gzip, deflate or zstd encoded "
                 "or not. "
                 f"Media types read: {', '.join(ACCEPTED)}. With `sources.beacon.tokens` "
-                "set, `Authorization: Bearer TOKEN` is required.",
+                "set, `Authorization: Bearer TOKEN` is required. The source profiles of the "
+                "config (`sources:`, docs/sources.md) serve their products' own paths "
+                "(`/usage_data`, `/ping`, …) the same way, each with the answer its client "
+                "expects; `beacon-router check` lists them.",
                 requestBody={"required": True, "content": content},
                 security=[{}, {"sourceToken": []}],
             )
