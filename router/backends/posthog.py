@@ -42,6 +42,8 @@ V1_PATH = "/i/v1/analytics/events"
 # Derives $groupidentify uuids and v1 request ids from event uuids: stable across retries.
 _NAMESPACE = uuid_lib.UUID("5b0d1e0c-6f38-4a55-9a59-3c4c2f5e7d21")
 _V1_SERVER_SET = ("$lib", "$lib_version")
+# What the router adds to an event's properties, not the installation's to set on its group.
+_NOT_GROUP_SET = frozenset({"$groups", "$geoip_disable"})
 
 
 class PostHogOptions(HostOptions):
@@ -58,6 +60,15 @@ class PostHogOptions(HostOptions):
         "batch", description="batch: POST /batch/; v1: /i/v1/analytics/events")
     gzip: bool = Field(True, description="compress request bodies")
     historical_migration: bool = Field(False, description="true for large backfills")
+    geoip_disable: bool = Field(
+        True, description="send $geoip_disable: true, so PostHog does not locate the router's "
+                          "own address")
+    country: str | None = Field(
+        "geo.country", description="property path of a country code (the geoip filter's) sent "
+                                   "as $geoip_country_code")
+    region: str | None = Field(
+        "geo.region", description="property path of a region code sent as "
+                                  "$geoip_subdivision_1_code")
 
 
 @register
@@ -94,7 +105,20 @@ class PostHogBackend(VendorBackend):
             groups = self._groups_of(event.properties)
             if groups:
                 properties["$groups"] = groups
+        self._geoip(properties)
         return properties
+
+    def _geoip(self, properties: dict[str, Any]) -> None:
+        """PostHog locates an event by the address that sent it: the router's, for every event.
+        Turn that off, and pass on the country the ``geoip`` filter derived, if any."""
+        options = self.options
+        if options.geoip_disable:
+            properties.setdefault("$geoip_disable", True)
+        for path, key in ((options.country, "$geoip_country_code"),
+                          (options.region, "$geoip_subdivision_1_code")):
+            value = get_path(properties, path) if path else None
+            if isinstance(value, str) and value:
+                properties.setdefault(key, value)
 
     def _groups_of(self, data: Any) -> dict[str, str]:
         groups = {}
@@ -168,7 +192,7 @@ class PostHogBackend(VendorBackend):
                 if (group_type, key) in seen:
                     continue
                 seen.add((group_type, key))
-                group_data = {k: v for k, v in properties.items() if k != "$groups"}
+                group_data = {k: v for k, v in properties.items() if k not in _NOT_GROUP_SET}
                 unit = unit.with_companion(self._group_identify(unit, group_type, key, group_data))
             too_big = self.oversize(unit)
             if too_big:
@@ -189,6 +213,8 @@ class PostHogBackend(VendorBackend):
             "timestamp": origin["timestamp"],
             "uuid": str(uuid_lib.uuid5(_NAMESPACE, f"{origin['uuid']}/{group_type}")),
         }
+        if self.options.geoip_disable:
+            body["properties"]["$geoip_disable"] = True
         if self._v1:
             body["options"] = {}
         return body

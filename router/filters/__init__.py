@@ -126,6 +126,7 @@ class Pipeline:
 # Importing the modules fills FILTERS through @register.
 from . import (  # noqa: E402
     dedupe,
+    enrich,  # geoip, user_agent
     fields,  # drop, keep, rename, copy, set, default, coerce
     privacy,  # hash, bucket
     quality,  # validate, opt_out, sample
@@ -137,6 +138,7 @@ __all__ = [
     "FILTERS",
     "Filter",
     "FilterFn",
+    "enrich",
     "Options",
     "Pipeline",
     "dedupe",

@@ -53,7 +53,7 @@ async def test_beacon_becomes_one_posthog_event_keyed_by_the_router_uuid(fake, b
     assert sent == {
         "event": "installation_heartbeat",
         "distinct_id": event.data["installation_id"],
-        "properties": event.data,
+        "properties": {**event.data, "$geoip_disable": True},
         "timestamp": "2026-11-28T00:00:03.000Z",
         "uuid": event.uuid,
     }
@@ -413,7 +413,7 @@ async def test_v1_moves_set_into_properties_and_lifts_sentinels(fake, build):
     (sent,) = fake.requests[0].body["batch"]
     assert sent["session_id"] == "s-1"
     assert sent["options"] == {"process_person_profile": False}
-    assert sent["properties"] == {"page": "/", "$set": {"plan": "pro"}}
+    assert sent["properties"] == {"page": "/", "$set": {"plan": "pro"}, "$geoip_disable": True}
     assert sent["timestamp"] == "2026-11-27T09:00:00.000Z"  # v1 takes UTC only
 
 
