@@ -28,6 +28,7 @@ from .configtest.command import main as run_tests
 from .dryrun import dry_run
 from .errors import ConfigError, InputError, RouterError, StoreUnavailable
 from .ingest import Limits, decode_beacons
+from .replay import command as replay_command
 from .serve.server import serve
 from .serve.supervisor import Supervisor
 from .sources.explain import routes_table
@@ -110,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="only this entry (repeatable); see `dlq list`")
     p.add_argument("--limit", type=int, default=50, help="entries shown by list/show")
     output(p)
+
+    p = command("replay", _replay, "Backfill a backend from a store backend's archive, "
+                                   "through its own filters, batching and retry; resumable.")
+    replay_command.add_arguments(p)
 
     output(command("status", _status, "Show each backend's queue, dead letters and health."))
     command("migrate", _migrate, "Create the tables of every store backend, then exit.")
@@ -241,6 +246,10 @@ def _dlq(args: argparse.Namespace) -> int:
             await spool.close()
 
     return int(_run(run()))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    return replay_command.run(args)
 
 
 def _status(args: argparse.Namespace) -> int:

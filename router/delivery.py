@@ -116,6 +116,19 @@ class Worker:
             log.warning("delivery stopped with a batch in flight; it stays in the spool",
                         backend=self.name)
 
+    async def deliver(self, entries: list[Entry]) -> None:
+        """Deliver one batch now, as the run loop does (``replay`` hands archived events here):
+        acked once every event is delivered, filtered out or dead-lettered; left unacked if a
+        stop comes while it waits to retry."""
+        await self._deliver(entries)
+
+    def select(self, event: Event) -> Event | None:
+        """The event as this backend would be handed it, or None if its `when:` or its own
+        filters leave it out (``replay --dry-run``)."""
+        if self._when is not None and not self._when(event):
+            return None
+        return self._filters(event)
+
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:

@@ -109,6 +109,31 @@ class PostgresStore:
             raise self._retryable("retention delete failed", exc) from exc
         return int(status.rpartition(" ")[2] or 0)  # "DELETE 42"
 
+    async def read_page(self, after: tuple[datetime, str], limit: int, since: datetime,
+                        until: datetime) -> list[tuple[str, datetime, str, str, str]]:
+        """Up to ``limit`` rows (uuid, received_at, event, source, data) after the (received_at,
+        uuid) key ``after``, received in [since, until), in that key's order (``replay``)."""
+        pool = await self._get_pool()
+        try:
+            rows = await pool.fetch(
+                f"SELECT uuid, received_at, event, source, data::text FROM {self.qualified} "
+                "WHERE (received_at, uuid) > ($1, $2) AND received_at >= $3 "
+                "AND received_at < $4 ORDER BY received_at, uuid LIMIT $5",
+                *after, since, until, limit)
+        except _DB_ERRORS as exc:
+            raise self._retryable("read failed", exc) from exc
+        return [tuple(r) for r in rows]
+
+    async def count(self, since: datetime, until: datetime) -> int:
+        """Rows received in [since, until)."""
+        pool = await self._get_pool()
+        try:
+            return int(await pool.fetchval(
+                f"SELECT count(*) FROM {self.qualified} WHERE received_at >= $1 "
+                "AND received_at < $2", since, until))
+        except _DB_ERRORS as exc:
+            raise self._retryable("count failed", exc) from exc
+
     async def aclose(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None

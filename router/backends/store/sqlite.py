@@ -39,6 +39,16 @@ class SqliteStore:
     async def prune(self, cutoff: datetime) -> int:
         return await self._run(self._prune, iso_z(cutoff))
 
+    async def read_page(self, after: tuple[str, str], limit: int, since: str, until: str
+                        ) -> list[tuple[str, str, str, str, str]]:
+        """Up to ``limit`` rows (uuid, received_at, event, source, data) after the (received_at,
+        uuid) key ``after``, received in [since, until), in that key's order (``replay``)."""
+        return await self._run(self._read_page, after, limit, since, until)
+
+    async def count(self, since: str, until: str) -> int:
+        """Rows received in [since, until)."""
+        return await self._run(self._count, since, until)
+
     async def aclose(self) -> None:
         if self._conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
@@ -130,6 +140,21 @@ class SqliteStore:
             deleted += cursor.rowcount
             if cursor.rowcount < PRUNE_CHUNK:
                 return deleted
+
+    def _read_page(self, after: tuple[str, str], limit: int, since: str, until: str
+                   ) -> list[tuple[str, str, str, str, str]]:
+        self._migrate()  # an archive not yet written to is an empty one, not an error
+        return self._connect().execute(
+            f'SELECT uuid, received_at, event, source, data FROM "{self.table}" '
+            "WHERE (received_at, uuid) > (?, ?) AND received_at >= ? AND received_at < ? "
+            "ORDER BY received_at, uuid LIMIT ?", (*after, since, until, limit)).fetchall()
+
+    def _count(self, since: str, until: str) -> int:
+        self._migrate()
+        row = self._connect().execute(
+            f'SELECT count(*) FROM "{self.table}" WHERE received_at >= ? AND received_at < ?',
+            (since, until)).fetchone()
+        return int(row[0])
 
     def _close(self) -> None:
         if self._conn is not None:
