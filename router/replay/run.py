@@ -14,7 +14,6 @@ the stop comes is left for the next run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path

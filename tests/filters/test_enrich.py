@@ -131,7 +131,7 @@ def test_a_file_that_is_not_a_maxmind_database_is_a_config_error(tmp_path):
 
 
 def test_region_without_a_database_is_a_config_error():
-    with pytest.raises(ConfigError, match="region.*needs `database:`"):
+    with pytest.raises(ConfigError, match=r"region.*needs `database:`"):
         loads("pipeline:\n  - {type: geoip, region: geo.region}\n", file="router.yaml")
 
 
