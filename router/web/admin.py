@@ -27,6 +27,7 @@ from .. import __version__, auth
 from ..config.loader import load
 from ..errors import ConfigError, Unavailable
 from ..metrics import event_age
+from ..replay.admin import add_replay_routes
 from ..spool.base import DeadLetterQueue, ManagedSpool
 from ..spool.shardset import admin_spool
 from .reload import RELOADER
@@ -75,6 +76,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/admin/backends/{name}/dlq/replay", dlq_replay)
     app.router.add_post("/admin/backends/{name}/dlq/purge", dlq_purge)
     app.router.add_post("/admin/reload", reload)
+    add_replay_routes(app, admin_only)  # type: ignore[arg-type]
 
 
 def create_admin_app(ingest: web.Application) -> web.Application:

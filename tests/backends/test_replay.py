@@ -180,3 +180,12 @@ def test_progress_is_one_line_rewritten_on_a_tty_and_plain_lines_otherwise():
     assert "archive → posthog: 2,500/10,000 events (25%), 2,400 delivered, 3 dead-lettered" \
         in tty.getvalue() and "ETA 0:" in tty.getvalue()
     assert plain.getvalue().count("\n") == 1 and "\r" not in plain.getvalue()  # at most 1 per 5 s
+
+
+def test_a_bad_since_exits_2_naming_the_option(tmp_path, capsys):
+    path = tmp_path / "router.yaml"
+    path.write_text(config_text(tmp_path, "http://127.0.0.1:9/hook", f"sqlite:///{tmp_path}/a.db"))
+
+    assert main(["replay", "--config", str(path), "--from", "archive", "--to", "hook",
+                 "--since", "last tuesday"]) == 2
+    assert "--since: must be an ISO 8601 time" in capsys.readouterr().err

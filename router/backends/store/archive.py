@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ...errors import ConfigError
 from ...event import Event, iso_z
 from . import StoreBackend, parse_timestamp
 from .postgres import PostgresStore
@@ -38,8 +39,8 @@ class Archive:
         self.store = store
         self._pg = isinstance(store.engine, PostgresStore)
         # Bounds are normalised the way rows are written, so text comparison is time order.
-        self.since = iso_z(parse_timestamp(since)) if since else None
-        self.until = iso_z(parse_timestamp(until)) if until else None
+        self.since = _bound("since", since)
+        self.until = _bound("until", until)
 
     async def open(self) -> None:
         """Make sure the table exists (an archive nothing was written to yet is empty)."""
@@ -66,6 +67,16 @@ class Archive:
             return (parse_timestamp(self.since) if self.since else _EARLIEST,
                     parse_timestamp(self.until) if self.until else _LATEST)
         return self.since or "", self.until or "~"  # "~" sorts after every ISO 8601 text
+
+
+def _bound(name: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return iso_z(parse_timestamp(value))
+    except ValueError:
+        raise ConfigError(f"must be an ISO 8601 time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z; "
+                          f"got {value[:40]!r}", key=f"--{name}") from None
 
 
 def position_of(event: Event) -> Position:
