@@ -34,6 +34,7 @@ from .serve.supervisor import Supervisor
 from .sources.explain import routes_table
 from .spool.shardset import admin_spool  # every worker's file under serve --workers
 from .stats.summary import render, summary_report
+from .tap import command as tap_command
 from .web.state import WorkerSlot
 
 DEFAULT_CONFIG = "config/router.yaml"
@@ -115,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     p = command("replay", _replay, "Backfill a backend from a store backend's archive, "
                                    "through its own filters, batching and retry; resumable.")
     replay_command.add_arguments(p)
+
+    p = command("tap", _tap, "Print the events a running router handles, as JSON lines "
+                             "(needs the admin API).")
+    tap_command.add_arguments(p)
 
     output(command("status", _status, "Show each backend's queue, dead letters and health."))
     command("migrate", _migrate, "Create the tables of every store backend, then exit.")
@@ -250,6 +255,10 @@ def _dlq(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     return replay_command.run(args)
+
+
+def _tap(args: argparse.Namespace) -> int:
+    return tap_command.run(args)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from .event import JSON_START, Event
 from .filters import DropHook, Pipeline
 from .metrics import Metrics
 from .spool import Entry, Spool
+from .tap import TAP
 
 log = structlog.get_logger(__name__)
 
@@ -197,6 +198,8 @@ class Worker:
                 kept = self.route(event)
                 if kept is not None:
                     pending.append((entry, kept))
+        if TAP.active and pending:  # someone taps: show what this backend is handed
+            TAP.publish(self.name, [item for _, item in pending])
         if corrupt:
             await self._dead(corrupt, attempts=0)
         skipped = len(entries) - len(corrupt) - len(pending)  # `when:` or a filter said no

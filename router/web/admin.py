@@ -31,9 +31,10 @@ from ..replay.admin import add_replay_routes
 from ..spool.base import DeadLetterQueue, ManagedSpool
 from ..spool.shardset import admin_spool
 from .reload import RELOADER
-from .responses import error_middleware, error_response, json_response
+from .responses import error_middleware, error_response, json_response, secured
 from .state import ROUTER, WORKER, Router
 from .stats import add_stats_admin_routes
+from ..tap.admin import add_tap_routes
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/admin/backends/{name}/dlq/purge", dlq_purge)
     app.router.add_post("/admin/reload", reload)
     add_replay_routes(app, admin_only)  # type: ignore[arg-type]
+    add_tap_routes(app, admin_only, secured)  # type: ignore[arg-type]
 
 
 def create_admin_app(ingest: web.Application) -> web.Application:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..event import Event, RequestContext
 from ..filters import Pipeline
+from ..tap import PIPELINE, TAP
 from .state import ROUTER, Router
 
 
@@ -29,12 +30,15 @@ async def make_durable(router: Router, source: str, events: Iterable[Event],
         if not kept:
             return 0
         assert router.spool is not None
-        await router.spool.append([e.to_json() for e in kept])
+        bodies = [e.to_json() for e in kept]
+        await router.spool.append(bodies)
     except BaseException:
         for event in events:
             for undo in event.undo or ():
                 undo()
         raise
+    if TAP.active:  # someone runs `beacon-router tap`: show what is now durable
+        TAP.publish(PIPELINE, bodies)
     router.metrics.child(router.metrics.accepted, source).inc(len(kept))
     return len(kept)
 

@@ -1,0 +1,97 @@
+"""``GET /admin/tap``: the events flowing through this router, as a stream of JSON lines.
+
+``?backend=NAME`` shows what that backend is handed (after its `when:` and filters); without
+it, what the global pipeline kept. ``?when=`` takes a condition as JSON (as in `when:`),
+``?limit=N`` ends the stream after N events. Lines are events as the spool holds them; a
+``{"tap": {"dropped": N}}`` line says the reader fell behind and N events were skipped. An
+empty line every few seconds keeps idle connections open (and finds closed ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..conditions import Condition
+from .hub import PIPELINE, TAP, Subscriber, dumps_notice
+
+Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
+Guard = Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]
+Secure = Callable[[web.StreamResponse], web.StreamResponse]
+KEEPALIVE = 5.0  # seconds without an event before an empty line is sent
+MAX_LIMIT = 1_000_000
+
+SECURE = web.AppKey("tap_secure", object)
+
+
+def add_tap_routes(app: web.Application, guard: Guard, secure: Secure) -> None:
+    """Serve ``/admin/tap`` on ``app`` behind ``guard``; ``secure`` adds the security headers
+    (a stream's headers leave before the middleware that adds them to other answers)."""
+    app[SECURE] = secure
+    app.router.add_get("/admin/tap", guard(tap))
+    app.on_shutdown.append(_close_taps)
+
+
+async def tap(request: web.Request, router: Any) -> web.StreamResponse:
+    """Stream events as JSON lines until ``limit`` or the client leaves."""
+    query = request.query
+    stage = query.get("backend", PIPELINE)
+    workers = router.delivery.workers if router.delivery is not None else {}
+    if stage != PIPELINE and stage not in workers:
+        return _error(404, "not_found", f"no running backend {stage[:64]!r}: "
+                                        f"{', '.join(sorted(workers)) or 'none'}")
+    try:
+        limit = int(query.get("limit", str(MAX_LIMIT)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        return _error(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}")
+    when = None
+    if "when" in query:
+        try:
+            when = Condition.model_validate(orjson.loads(query["when"])).compile()
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            return _error(400, "bad_request", f"when: not a condition: {str(exc)[:300]}")
+
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                           "Cache-Control": "no-store"})
+    request.app[SECURE](response)  # type: ignore[operator]
+    await response.prepare(request)
+    subscriber = Subscriber(stage, when)
+    TAP.subscribe(subscriber)
+    sent, reported = 0, 0
+    try:
+        while sent < limit:
+            try:
+                line = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
+            except TimeoutError:
+                await response.write(b"\n")
+                continue
+            if line is None:  # the router is shutting down
+                break
+            if subscriber.dropped > reported:
+                await response.write(dumps_notice(subscriber.dropped - reported) + b"\n")
+                reported = subscriber.dropped
+            await response.write(line + b"\n")
+            sent += 1
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+    except ConnectionError:
+        pass  # the reader left
+    finally:
+        TAP.unsubscribe(subscriber)
+    return response
+
+
+async def _close_taps(app: web.Application) -> None:
+    TAP.close_all()
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
