@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import yaml
 
-from ..config import Config, load
+from ..config import Config
+from ..config.loader import load
 from ..errors import ConfigError
 from ..spool import create_spool
 from .checkpoint import Checkpoint, Selection

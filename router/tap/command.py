@@ -16,7 +16,8 @@ import aiohttp
 import orjson
 import yaml
 
-from ..config import Config, load, split_listen
+from ..config import Config, split_listen
+from ..config.loader import load
 from ..errors import ConfigError
 
 

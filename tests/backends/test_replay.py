@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from router.cli import main
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 from router.event import Event
 from router.replay import Replay, Selection

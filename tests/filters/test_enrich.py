@@ -8,7 +8,7 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from router.config import loads
+from router.config.loader import loads
 from router.errors import ConfigError
 from router.event import Event, RequestContext
 from router.filters import Pipeline

@@ -122,6 +122,8 @@ pipeline:
   - {{type: redact, patterns: [email, ipv4], custom: [{{name: tok, regex: "tok_\\\\w+"}}]}}
   - {{type: round_time, fields: [timestamp], to: 1d}}
   - {{type: hash, fields: [installation_id], key: {KEY}, length: 16}}
+  - {{type: geoip}}
+  - {{type: user_agent}}
   - type: keep
     fields: [installation_id, users, deployment_type, kind, schema_version, timestamp, note]
   - {{type: drop, fields: [schema_version]}}

@@ -7,7 +7,7 @@ from collections import Counter
 
 from opsupport import ADMIN_TOKEN, auth
 
-from router.config import load
+from router.config.loader import load
 from router.event import Event
 
 

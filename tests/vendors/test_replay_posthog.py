@@ -16,7 +16,7 @@ import pytest
 from fake_posthog import API_KEY, FakePostHog
 from support import REPO
 
-from router.config import load
+from router.config.loader import load
 from router.event import Event
 
 N = 10_000  # bench/replay.py runs the same with 100,000 (bench/README.md, "replay")
