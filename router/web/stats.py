@@ -30,7 +30,8 @@ from .state import ROUTER
 
 log = structlog.get_logger(__name__)
 STATIC = Path(__file__).parent.parent / "stats" / "static"
-STATIC_FILES = {"dashboard.js": "text/javascript", "chart.umd.min.js": "text/javascript"}
+STATIC_FILES = {"dashboard.js": "text/javascript", "chart.umd.min.js": "text/javascript",
+                "tap.js": "text/javascript"}  # tap.js: the live view of GET /admin/tap
 STATS = web.AppKey("stats", Stats)
 # The dashboard runs only our own script; Chart.js styles its canvases through the DOM.
 DASHBOARD_CSP = (
