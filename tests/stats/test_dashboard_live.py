@@ -39,6 +39,8 @@ admin: {{token: {TOKEN}, listen: same}}
             await page.fill("#token", TOKEN)
             await page.click("#token-form button")
             await page.wait_for_selector("body[data-loaded]")
+            await page.wait_for_function("document.querySelectorAll('#live-stage option')"
+                                         ".length === 2")
             stages = await page.eval_on_selector_all("#live-stage option",
                                                      "os => os.map(o => o.value)")
             assert stages == ["", "archive"]
