@@ -19,6 +19,7 @@ Needs valgrind (Debian package; bench/setup installs it). Writes bench/results/i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -40,7 +42,11 @@ VARIANTS = {
     "router": "router, scenario 1's config (pipeline, store + webhook)",
     "no_delivery": "router, pipeline, no backend delivering (webhook down, no store)",
     "ingest_only": "router, no pipeline, no backend delivering",
+    "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
+    "router_tap_store": "router, with a tap reading what the store backend is handed",
 }
+TAPS = {"router_tap": "", "router_tap_store": "archive"}  # variant → backend tapped ("": pipeline)
+TAP_TOKEN = "bench-admin-token-0123456789abcdef"
 BEACON = (
     '{"installation_id":"5eed%04x-0001-4a1e-9f3c-%012x","version":"2.4.1","platform":'
     '{"os":"linux","architecture":"amd64","os_version":"Debian 12","distribution":"docker"},'
@@ -52,7 +58,9 @@ CONNECTIONS = 16
 
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
-    doc = configs.default(data, upstream_port, store=variant == "router")
+    doc = configs.default(data, upstream_port, store=variant.startswith("router"))
+    if variant in TAPS:
+        doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
     if variant != "router":
         doc["backends"]["hooks"]["url"] = f"http://{LOOPBACK}:1/down"  # refused: no delivery
     if variant == "ingest_only":
@@ -105,6 +113,33 @@ def drained(port: int, timeout: float = 300.0) -> None:
     raise RuntimeError("the router did not drain its queues")
 
 
+class Tap:
+    """A `beacon-router tap` reader: streams /admin/tap in a thread and counts its lines."""
+
+    def __init__(self, port: int, backend: str) -> None:
+        query = f"?backend={backend}" if backend else ""
+        request = urllib.request.Request(f"http://{LOOPBACK}:{port}/admin/tap{query}",
+                                         headers={"Authorization": f"Bearer {TAP_TOKEN}"})
+        self.stream = urllib.request.urlopen(request, timeout=600)  # subscribed once answered
+        self.lines = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.stream:
+                if line.strip():
+                    self.lines += 1
+
+    def expect(self, events: int, timeout: float = 300.0) -> None:
+        """Fail unless the tap showed every counted event (it is then really being read)."""
+        deadline = time.monotonic() + timeout
+        while self.lines < events and time.monotonic() < deadline:
+            time.sleep(1)
+        print(f"  the tap read {self.lines} events", flush=True)
+        if self.lines < events:
+            raise RuntimeError(f"the tap showed {self.lines} of {events} events")
+
+
 def count(variant: str, requests: int, up: suite.Upstream) -> int:
     """Instructions the server executed for ``requests`` beacons (and their delivery)."""
     work = suite.WORK / f"instructions-{variant}"
@@ -130,6 +165,7 @@ def count(variant: str, requests: int, up: suite.Upstream) -> int:
         send(port, requests, 0)  # warm-up: imports, caches, the first batches
         if variant != "bare":
             drained(port)
+        tap = Tap(port, TAPS[variant]) if variant in TAPS else None
         control = ["callgrind_control", "--instr=on", str(proc.pid)]
         subprocess.run(control, check=True, capture_output=True)
         send(port, requests, requests)
@@ -137,6 +173,8 @@ def count(variant: str, requests: int, up: suite.Upstream) -> int:
             drained(port)
         control[1] = "--instr=off"
         subprocess.run(control, check=True, capture_output=True)
+        if tap is not None:
+            tap.expect(requests)
     finally:
         proc.terminate()
         proc.wait(timeout=300)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..ingest.beacon import ACCEPTED
-from .openapi_admin import admin_paths, stats_paths
+from .openapi_admin import admin_paths, replay_and_tap_paths, stats_paths
 from .openapi_schema import (
     ANY_OBJECT,
     INGEST_ERRORS,
@@ -268,6 +268,7 @@ def document() -> dict[str, Any]:
             **_posthog_config_paths(),
             **stats_paths(),
             **admin_paths(),
+            **replay_and_tap_paths(),
         },
         "components": {
             "schemas": SCHEMAS,
