@@ -3,6 +3,7 @@ dead-letter queue; selection by time and condition; dry-run; the progress line."
 
 from __future__ import annotations
 
+import asyncio
 import io
 import textwrap
 from collections import Counter
@@ -189,3 +190,21 @@ def test_a_bad_since_exits_2_naming_the_option(tmp_path, capsys):
     assert main(["replay", "--config", str(path), "--from", "archive", "--to", "hook",
                  "--since", "last tuesday"]) == 2
     assert "--since: must be an ISO 8601 time" in capsys.readouterr().err
+
+
+async def test_a_target_that_fails_for_a_while_is_retried_as_live_delivery_retries(
+        tmp_path, receiver):
+    config = loads(config_text(tmp_path, receiver.url, f"sqlite:///{tmp_path}/a.db"))
+    archived = events(20)
+    await fill(config, archived)
+    receiver.status = 503
+    replay = Replay(config, Selection("archive", "hook"), state_dir=tmp_path)
+    running = asyncio.create_task(replay.run())
+    await asyncio.sleep(0.3)  # several attempts answered 503, backing off
+    assert not running.done() and receiver.events == []
+    receiver.status = 200
+
+    cp = await asyncio.wait_for(running, 30)
+
+    assert cp.done and cp.delivered == 20 and cp.dead_lettered == 0
+    assert receiver.received() == Counter(e.uuid for e in archived)
