@@ -65,21 +65,30 @@ async def tap(request: web.Request, router: Any) -> web.StreamResponse:
     await response.prepare(request)
     subscriber = Subscriber(stage, when)
     TAP.subscribe(subscriber)
-    sent, reported = 0, 0
+    queue = subscriber.queue
+    sent, reported, ending = 0, 0, False
     try:
-        while sent < limit:
+        while sent < limit and not ending:
             try:
-                line = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
+                async with asyncio.timeout(KEEPALIVE):
+                    first = await queue.get()
             except TimeoutError:
                 await response.write(b"\n")
                 continue
-            if line is None:  # the router is shutting down
-                break
+            # Under load many lines wait: one write for all of them, not one per event.
+            lines = [first]
+            while len(lines) < limit - sent and not queue.empty():
+                lines.append(queue.get_nowait())
+            if None in lines:  # the router is shutting down
+                lines = lines[:lines.index(None)]
+                ending = True
             if subscriber.dropped > reported:
-                await response.write(dumps_notice(subscriber.dropped - reported) + b"\n")
+                lines.insert(0, dumps_notice(subscriber.dropped - reported))
                 reported = subscriber.dropped
-            await response.write(line + b"\n")
-            sent += 1
+                sent -= 1  # the notice is not an event
+            if lines:
+                await response.write(b"\n".join(lines) + b"\n")  # type: ignore[arg-type]
+            sent += len(lines)
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
     except ConnectionError:
