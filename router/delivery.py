@@ -95,6 +95,7 @@ class Worker:
         # A backend that can send events as the spool holds them gets their bytes undecoded,
         # unless a `when:` or a filter of its own has to look at them first.
         self._spooled = backend.sends_spooled and self.route.passes_everything
+        self._unfiltered = not spec.filters
         self._read_lock = asyncio.Lock()
         self._probe = asyncio.Lock()  # while unhealthy, one batch at a time probes the backend
         self._stopping = asyncio.Event()
@@ -126,9 +127,7 @@ class Worker:
     def select(self, event: Event) -> Event | None:
         """The event as this backend would be handed it, or None if its `when:` or its own
         filters leave it out (``replay --dry-run``)."""
-        if self._when is not None and not self._when(event):
-            return None
-        return self._filters(event)
+        return self.route(event)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -199,7 +198,9 @@ class Worker:
                 if kept is not None:
                     pending.append((entry, kept))
         if TAP.active and pending:  # someone taps: show what this backend is handed
-            TAP.publish(self.name, [item for _, item in pending])
+            # Without filters of its own the event is as spooled: its bytes need no encoding.
+            TAP.publish(self.name, [entry.body if self._unfiltered else item
+                                    for entry, item in pending])
         if corrupt:
             await self._dead(corrupt, attempts=0)
         skipped = len(entries) - len(corrupt) - len(pending)  # `when:` or a filter said no
