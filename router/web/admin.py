@@ -30,11 +30,11 @@ from ..metrics import event_age
 from ..replay.admin import add_replay_routes
 from ..spool.base import DeadLetterQueue, ManagedSpool
 from ..spool.shardset import admin_spool
+from ..tap.admin import add_tap_routes
 from .reload import RELOADER
 from .responses import error_middleware, error_response, json_response, secured
 from .state import ROUTER, WORKER, Router
 from .stats import add_stats_admin_routes
-from ..tap.admin import add_tap_routes
 
 log = structlog.get_logger(__name__)
 
