@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from conftest import Store
 from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, _require_browser
 
 from router.config.loader import loads
@@ -14,7 +13,7 @@ from router.tap import TAP
 from router.web.app import create_app
 
 
-async def test_the_live_view_shows_events_as_they_arrive(sqlite_store: Store, tmp_path,
+async def test_the_live_view_shows_events_as_they_arrive(sqlite_store, tmp_path,
                                                          aiohttp_server):
     _require_browser()
     from playwright.async_api import async_playwright
