@@ -167,3 +167,29 @@ def test_tap_without_the_admin_api_exits_2_naming_the_key(tmp_path, capsys):
     (tmp_path / "router.yaml").write_text("backends: {out: {type: stdout}}\n")
     assert main(["tap", "--config", str(tmp_path / "router.yaml")]) == 2
     assert "admin.token" in capsys.readouterr().err
+
+
+async def test_a_router_with_a_tap_open_stops_on_sigterm_and_ends_the_stream(tmp_path):
+    admin_port = free_port()
+    (tmp_path / "router.yaml").write_text(textwrap.dedent(f"""
+        spool: {{path: ./data/spool.db}}
+        admin: {{listen: "127.0.0.1:{admin_port}", token: "{ADMIN_TOKEN}"}}
+        backends:
+          lines: {{type: file, path: ./data/lines.jsonl, batch: {{max_wait: 10ms}}}}
+        """))
+    router = RouterProcess(str(tmp_path / "router.yaml"), free_port(), str(tmp_path))
+    router.start()
+    try:
+        await router.wait_ready()
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{admin_port}/admin/tap", headers=auth()) as tap:
+            assert tap.status == 200
+            async with http.post(f"{router.url}/beacon", json={"n": 1}) as resp:
+                assert resp.status == 202
+            first = await asyncio.wait_for(tap.content.readline(), 10)
+            assert json.loads(first)["data"] == {"n": 1}
+            code = await asyncio.to_thread(router.terminate, 20)
+            rest = await asyncio.wait_for(tap.content.read(), 10)
+        assert code == 0 and rest.strip() == b""
+    finally:
+        router.stop()
