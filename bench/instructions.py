@@ -42,6 +42,7 @@ VARIANTS = {
     "router": "router, scenario 1's config (pipeline, store + webhook)",
     "no_delivery": "router, pipeline, no backend delivering (webhook down, no store)",
     "ingest_only": "router, no pipeline, no backend delivering",
+    "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
 }
@@ -59,7 +60,7 @@ CONNECTIONS = 16
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     doc = configs.default(data, upstream_port, store=variant.startswith("router"))
-    if variant in TAPS:
+    if variant in TAPS or variant == "router_admin":  # the taps' same-config baseline
         doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
     if variant != "router":
         doc["backends"]["hooks"]["url"] = f"http://{LOOPBACK}:1/down"  # refused: no delivery

@@ -223,54 +223,119 @@ def admin_paths() -> dict[str, Schema]:
 def replay_and_tap_paths() -> dict[str, Schema]:
     """``beacon-router replay`` and ``tap`` over the admin API (router/replay, router/tap)."""
     sec: Schema = {"security": [{"adminToken": []}]}
-    job = obj({"id": STR, "running": {"type": "boolean"}, "done": {"type": "boolean"},
-                "delivered": INT, "dead_lettered": INT, "scanned": INT},
-               ("id", "running", "done"))
-    job_id = [{"name": "id", "in": "path", "required": True, "schema": STR,
-               "description": "the id POST /admin/replays answered"}]
-    start = obj({"from": STR, "to": STR, "since": STR, "until": STR,
-                  "where": ANY_OBJECT, "dry_run": {"type": "boolean"},
-                  "restart": {"type": "boolean"}}, ("from", "to"), additionalProperties=False)
+    job = obj(
+        {
+            "id": STR,
+            "running": {"type": "boolean"},
+            "done": {"type": "boolean"},
+            "delivered": INT,
+            "dead_lettered": INT,
+            "scanned": INT,
+        },
+        ("id", "running", "done"),
+    )
+    job_id = [
+        {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "schema": STR,
+            "description": "the id POST /admin/replays answered",
+        }
+    ]
+    start = obj(
+        {
+            "from": STR,
+            "to": STR,
+            "since": STR,
+            "until": STR,
+            "where": ANY_OBJECT,
+            "dry_run": {"type": "boolean"},
+            "restart": {"type": "boolean"},
+        },
+        ("from", "to"),
+        additionalProperties=False,
+    )
     return {
         "/admin/replays": {
-            "post": op("adminReplayStart", "admin",
-                        "Replay a store backend's archive into another backend",
-                        {202: json("Started (or already finished: see done).", job)},
-                        (400, *ADMIN_ERRORS, 409),
-                        requestBody={"required": True, "content": {JSON: {"schema": start}}},
-                        **sec),
-            "get": op("adminReplays", "admin", "The replays this process started",
-                       {200: json("Replays.", obj({"replays": {"type": "array",
-                                                                 "items": job}},
-                                                    ("replays",)))},
-                       ADMIN_ERRORS, **sec),
+            "post": op(
+                "adminReplayStart",
+                "admin",
+                "Replay a store backend's archive into another backend",
+                {202: json("Started (or already finished: see done).", job)},
+                (400, *ADMIN_ERRORS, 409),
+                requestBody={"required": True, "content": {JSON: {"schema": start}}},
+                **sec,
+            ),
+            "get": op(
+                "adminReplays",
+                "admin",
+                "The replays this process started",
+                {
+                    200: json(
+                        "Replays.", obj({"replays": {"type": "array", "items": job}}, ("replays",))
+                    )
+                },
+                ADMIN_ERRORS,
+                **sec,
+            ),
         },
         "/admin/replays/{id}": {
             "parameters": job_id,
-            "get": op("adminReplay", "admin", "How far a replay is",
-                       {200: json("The replay.", job)}, ADMIN_ERRORS, **sec),
+            "get": op(
+                "adminReplay",
+                "admin",
+                "How far a replay is",
+                {200: json("The replay.", job)},
+                ADMIN_ERRORS,
+                **sec,
+            ),
         },
         "/admin/replays/{id}/stop": {
             "parameters": job_id,
-            "post": op("adminReplayStop", "admin", "Stop a replay after its batch in flight",
-                        {200: json("The replay, stopped.", job)}, ADMIN_ERRORS, **sec),
+            "post": op(
+                "adminReplayStop",
+                "admin",
+                "Stop a replay after its batch in flight",
+                {200: json("The replay, stopped.", job)},
+                ADMIN_ERRORS,
+                **sec,
+            ),
         },
         "/admin/tap": {
             "get": op(
-                "adminTap", "admin", "Events as they flow, as JSON lines (a stream)",
-                {200: {"description": "One event per line; an empty line keeps the stream "
-                                      "open; {\"tap\": {\"dropped\": N}} says N were missed.",
-                       "content": {"application/x-ndjson": {"schema": STR}}}},
+                "adminTap",
+                "admin",
+                "Events as they flow, as JSON lines (a stream)",
+                {
+                    200: {
+                        "description": "One event per line; an empty line keeps the stream "
+                        'open; {"tap": {"dropped": N}} says N were missed.',
+                        "content": {"application/x-ndjson": {"schema": STR}},
+                    }
+                },
                 (400, *ADMIN_ERRORS),
                 parameters=[
-                    {"name": "backend", "in": "query", "schema": STR,
-                     "description": "what this backend is handed; default: what the pipeline "
-                                    "kept"},
-                    {"name": "when", "in": "query", "schema": STR,
-                     "description": "a condition as JSON, as in `when:`"},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+                    {
+                        "name": "backend",
+                        "in": "query",
+                        "schema": STR,
+                        "description": "what this backend is handed; default: what the pipeline "
+                        "kept",
+                    },
+                    {
+                        "name": "when",
+                        "in": "query",
+                        "schema": STR,
+                        "description": "a condition as JSON, as in `when:`",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                    },
                 ],
-                **sec),
+                **sec,
+            ),
         },
     }
