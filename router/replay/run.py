@@ -54,9 +54,16 @@ class _ArchiveSpool:
     async def dead_letter(self, backend: str, entries: Sequence[tuple[Entry, str]],
                           attempts: int) -> None:
         self.dead += len(entries)
-        if self.dead_letters is not None:
-            await self.dead_letters.dead_letter(
-                backend, [(Entry(self._id(e.body), e.body), why) for e, why in entries], attempts)
+        if self.dead_letters is None:
+            return
+        letters = [(Entry(self._id(e.body), e.body), why) for e, why in entries]
+        # A Redis spool's dead_letter moves what is pending on its stream, which an archived
+        # event never was: it keeps such events with keep_dead_letters instead.
+        keep = getattr(self.dead_letters, "keep_dead_letters", None)
+        if keep is not None:
+            await keep(backend, letters, attempts)
+        else:
+            await self.dead_letters.dead_letter(backend, letters, attempts)
 
     async def depth(self, backend: str) -> int:
         return 0
@@ -64,9 +71,10 @@ class _ArchiveSpool:
     def _id(self, body: bytes) -> int | str:
         # Dead letters are keyed per backend by their spool entry id; an archived event has
         # none, so it gets one from its uuid, outside the ids the spool hands out: negative in
-        # SQLite, a 0-N stream id in Redis. The same event dead-lettered twice is kept once.
-        n = int(uuid_of_json(body).replace("-", "")[:13], 16) + 1
-        return f"0-{n}" if self.redis_ids else -n
+        # SQLite (where the same event dead-lettered twice is kept once), `replay-<uuid>` in
+        # Redis.
+        uuid = uuid_of_json(body)
+        return f"replay-{uuid}" if self.redis_ids else -(int(uuid.replace("-", "")[:13], 16) + 1)
 
 
 class Replay:

@@ -43,6 +43,18 @@ return moved
 """
 
 
+# A replay's dead letters (router/replay): events that were never on the stream, so there is
+# nothing pending to check or ack; kept exactly as _MOVE_LUA keeps them.
+_ADD_LUA = """
+for i = 2, #ARGV, 4 do
+  local n = redis.call('INCR', KEYS[2])
+  redis.call('XADD', KEYS[1], '*', 'n', n, 'event', ARGV[i + 1], 'event_id', ARGV[i],
+             'reason', ARGV[i + 2], 'attempts', ARGV[i + 3], 'failed_at', ARGV[1])
+end
+return 0
+"""
+
+
 class RedisDeadLetters:
     """The dead-letter streams of one spool: the move (atomic with the ack) and the admin side.
 
@@ -52,6 +64,7 @@ class RedisDeadLetters:
     def __init__(self, client: Redis, prefix: str, stream: str) -> None:
         self.client, self.prefix, self.stream = client, prefix, stream
         self._move = client.register_script(_MOVE_LUA)
+        self._add = client.register_script(_ADD_LUA)
 
     def key(self, backend: str) -> str:
         return f"{self.prefix}:dlq:{backend}"
@@ -63,6 +76,17 @@ class RedisDeadLetters:
             args += [str(entry.id), entry.body, reason[:1000], attempts]
         keys = [self.stream, self.key(backend), f"{self.prefix}:dlq-seq:{backend}"]
         await self._move(keys=keys, args=args)
+
+    async def add(self, backend: str, items: Sequence[tuple[Entry, str, int]]) -> None:
+        """Dead-letter ``(entry, reason, attempts)`` items that are not on the stream."""
+        args: list[Any] = [now_iso()]
+        for entry, reason, attempts in items:
+            args += [str(entry.id), entry.body, reason[:1000], attempts]
+        try:
+            await self._add(keys=[self.key(backend), f"{self.prefix}:dlq-seq:{backend}"],
+                            args=args)
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
 
     async def letters(
         self, backend: str, limit: int = 100, since: str | None = None
@@ -168,6 +192,13 @@ class DeadLetterCommands:
 
     async def dead_letter_counts(self) -> dict[str, int]:
         return await self._letters().counts()
+
+    async def keep_dead_letters(
+        self, backend: str, entries: Sequence[tuple[Entry, str]], attempts: int
+    ) -> None:
+        """Dead letters of events that were never on the stream (``beacon-router replay``'s)."""
+        if entries:
+            await self._letters().add(backend, [(e, reason, attempts) for e, reason in entries])
 
     async def replay(
         self, backend: str, ids: Sequence[int] | None = None, since: str | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from support import REDIS_URL
 
 from router.cli import main
 from router.config.loader import loads
@@ -19,7 +20,7 @@ from router.event import Event
 from router.replay import Replay, Selection
 from router.replay.checkpoint import Checkpoint
 from router.replay.progress import ProgressLine
-from router.spool import SqliteSpool
+from router.spool import RedisSpool, SqliteSpool
 
 
 def config_text(tmp_path: Path, hook_url: str, archive_url: str, hook_extra: str = "") -> str:
@@ -208,3 +209,26 @@ async def test_a_target_that_fails_for_a_while_is_retried_as_live_delivery_retri
 
     assert cp.done and cp.delivered == 20 and cp.dead_lettered == 0
     assert receiver.received() == Counter(e.uuid for e in archived)
+
+
+@pytest.mark.redis
+async def test_on_a_redis_spool_refused_events_land_in_the_targets_dead_letter_queue(
+        tmp_path, receiver, prefix):
+    receiver.status = 400
+    config = loads(config_text(tmp_path, receiver.url, f"sqlite:///{tmp_path}/a.db"))
+    archived = events(6)
+    await fill(config, archived)
+    spool = RedisSpool(REDIS_URL, key_prefix=prefix)
+    await spool.open([])
+    try:
+        cp = await Replay(config, Selection("archive", "hook"), state_dir=tmp_path,
+                          dead_letters=spool).run()
+        letters = await spool.dead_letters("hook", 100)
+        moved = await spool.replay("hook")  # `dlq replay` puts them on the stream for hook
+    finally:
+        await spool.close()
+
+    assert cp.dead_lettered == 6
+    assert sorted(Event.from_json(d.body).uuid for d in letters) == sorted(
+        e.uuid for e in archived)
+    assert all("400" in d.reason and d.attempts == 1 for d in letters) and moved == 6
