@@ -16,8 +16,7 @@ import orjson
 
 from ...errors import ConfigError
 from ...event import Event, iso_z
-from . import StoreBackend, parse_timestamp
-from .postgres import PostgresStore
+from . import StoreBackend, parse_timestamp, parse_url
 
 _EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 31, tzinfo=UTC)
@@ -37,7 +36,7 @@ class Archive:
     def __init__(self, store: StoreBackend, since: str | None = None,
                  until: str | None = None) -> None:
         self.store = store
-        self._pg = isinstance(store.engine, PostgresStore)
+        self._pg = parse_url(store.options.url)[0] == "postgresql"  # asyncpg: only then
         # Bounds are normalised the way rows are written, so text comparison is time order.
         self.since = _bound("since", since)
         self.until = _bound("until", until)
