@@ -44,20 +44,26 @@ admin: {{token: {TOKEN}, listen: same}}
                                                      "os => os.map(o => o.value)")
             assert stages == ["", "archive"]
             await page.click("#live-toggle")
-            for _ in range(500):
-                if TAP.active:
-                    break
-                await asyncio.sleep(0.01)
+            await page.wait_for_function(
+                "document.getElementById('live-status').textContent === 'watching…'")
+            # Until the page shows three: the browser's tap subscribes a moment after the click.
+            sent = 0
             async with aiohttp.ClientSession() as http:
-                for i in range(3):
-                    body = {"installation_id": f"live-{i}", "hostname": "<b>host</b>"}
+                while await page.eval_on_selector_all("#live-table tbody tr",
+                                                      "rows => rows.length") < 3:
+                    assert sent < 500, "the live view never showed the events"
+                    body = {"installation_id": f"live-{sent}", "hostname": "<b>host</b>"}
                     async with http.post(f"{base}/beacon", json=body) as resp:
                         assert resp.status == 202
-            await page.wait_for_function(
-                "document.querySelectorAll('#live-table tbody tr').length === 3")
+                    sent += 1
+                    await asyncio.sleep(0.02)
             cells = await page.eval_on_selector_all(
                 "#live-table tbody tr td:last-child", "tds => tds.map(td => td.textContent)")
-            assert cells == [f'{{"installation_id":"live-{i}"}}' for i in (2, 1, 0)]
+            shown = [int(cell.split("live-")[1].split('"')[0]) for cell in cells]
+            # Newest first, none missing in between, none shown twice.
+            assert shown == list(range(shown[0], shown[0] - len(shown), -1)) and shown[0] < sent
+            assert all(cell == f'{{"installation_id":"live-{n}"}}'  # as text, hostname dropped
+                       for cell, n in zip(cells, shown, strict=True))
             await page.click("#live-toggle")  # stop: the tap closes
             for _ in range(500):
                 if not TAP.active:
