@@ -61,6 +61,11 @@ class Tap:
         self.active = False
         self._subscribers: list[Subscriber] = []
 
+    @property
+    def subscribers(self) -> int:
+        """How many taps are open (the admin API's, the dashboard's)."""
+        return len(self._subscribers)
+
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
         self.active = True

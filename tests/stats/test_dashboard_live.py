@@ -43,6 +43,7 @@ admin: {{token: {TOKEN}, listen: same}}
             stages = await page.eval_on_selector_all("#live-stage option",
                                                      "os => os.map(o => o.value)")
             assert stages == ["", "archive"]
+            before = TAP.subscribers
             await page.click("#live-toggle")
             await page.wait_for_function(
                 "document.getElementById('live-status').textContent === 'watching…'")
@@ -66,9 +67,9 @@ admin: {{token: {TOKEN}, listen: same}}
                        for cell, n in zip(cells, shown, strict=True))
             await page.click("#live-toggle")  # stop: the tap closes
             for _ in range(500):
-                if not TAP.active:
+                if TAP.subscribers == before:
                     break
                 await asyncio.sleep(0.01)
-            assert not TAP.active and errors == []
+            assert TAP.subscribers == before and errors == []
         finally:
             await browser.close()
