@@ -4,6 +4,7 @@ event the pipeline kept, as text."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, _require_browser
@@ -63,7 +64,8 @@ admin: {{token: {TOKEN}, listen: same}}
             shown = [int(cell.split("live-")[1].split('"')[0]) for cell in cells]
             # Newest first, none missing in between, none shown twice.
             assert shown == list(range(shown[0], shown[0] - len(shown), -1)) and shown[0] < sent
-            assert all(cell == f'{{"installation_id":"live-{n}"}}'  # as text, hostname dropped
+            # As text, the hostname dropped (and the product the source profiles add).
+            assert all(json.loads(cell) == {"installation_id": f"live-{n}", "product": "unknown"}
                        for cell, n in zip(cells, shown, strict=True))
             await page.click("#live-toggle")  # stop: the tap closes
             for _ in range(500):
