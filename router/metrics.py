@@ -30,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encode
 
 from . import __version__, multiproc
 from .event import Event
+from .tally import CounterFamily, CounterTally, HistogramFamily, Tallies
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -67,13 +68,26 @@ class Metrics:
         spool_mode: Literal["livemax", "livesum"] = "livemax" if shared_spool else "livesum"
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         p = "beacon_router_"
-        # -- ingest
-        self.received = Counter(
-            p + "events_received", "Events decoded from requests.", ["source"], registry=r
-        )
-        self.accepted = Counter(
-            p + "events_accepted", "Events written durably to the spool.", ["source"], registry=r
-        )
+        # -- ingest: counted per request as plain numbers (router.tally), read at scrape time;
+        # under --workers in prometheus-client's files, which the worker a scrape reaches reads
+        received = ("events_received", "Events decoded from requests.", ["source"])
+        accepted = ("events_accepted", "Events written durably to the spool.", ["source"])
+        latency = ("request_duration_seconds", "Ingest request time.", ["route"])
+        self.received: Counter | CounterFamily
+        self.accepted: Counter | CounterFamily
+        self.request_latency: Histogram | HistogramFamily
+        if multiproc.enabled():
+            self.received = Counter(p + received[0], *received[1:], registry=r)
+            self.accepted = Counter(p + accepted[0], *accepted[1:], registry=r)
+            self.request_latency = Histogram(p + latency[0], *latency[1:],
+                                             buckets=_LATENCY_BUCKETS, registry=r)
+        else:
+            tallies = Tallies()
+            self.received = tallies.counter(p + received[0], *received[1:])
+            self.accepted = tallies.counter(p + accepted[0], *accepted[1:])
+            self.request_latency = tallies.histogram(p + latency[0], *latency[1:],
+                                                     _LATENCY_BUCKETS)
+            r.register(tallies)
         self.rejected = Counter(
             p + "requests_rejected",
             "Requests answered with an error.",
@@ -84,13 +98,6 @@ class Metrics:
             p + "events_dropped",
             "Events dropped by a filter.",
             ["stage", "filter", "reason"],
-            registry=r,
-        )
-        self.request_latency = Histogram(
-            p + "request_duration_seconds",
-            "Ingest request time.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         # -- delivery
@@ -182,6 +189,11 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def value(self, metric: Any, *labels: str) -> float:
+        """The current value of one counter series, a tally or prometheus_client's (tests)."""
+        series = metric.labels(*labels)
+        return float(series.value if isinstance(series, CounterTally) else series._value.get())
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition and its Content-Type (with its ``version=``), in the format the

@@ -38,7 +38,12 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     # aiohttp sets this counter only when it decompresses the body itself (gzip, deflate).
     if getattr(stream, "total_compressed_bytes", None) is not None:
         return await _read_decoded_by_aiohttp(stream, limits)
-    raw = await _read_capped(stream, limits.max_body)
+    if stream.is_eof():  # the whole body came with the headers (most beacons): no await
+        raw = stream.read_nowait()
+        if len(raw) > limits.max_body:
+            raise PayloadTooLarge(f"body is over {human_size(limits.max_body)}")
+    else:
+        raw = await _read_capped(stream, limits.max_body)
     if encoding is None or not raw:
         return raw
     return decompress(raw, encoding, limits.max_decompressed)

@@ -63,9 +63,9 @@ async def receive_beacons(request: web.Request) -> web.Response:
         await _rate_limit(router, beacons)
         context = request_context(request)
         received_at = now_iso()
-        await make_durable(router, SOURCE, (
+        await make_durable(router, SOURCE, [
             Event.new(b, uuid=i, received_at=received_at, context=context, profile=r.profile.name)
-            for b, i, r in zip(beacons, ids, found, strict=True)), pipeline=_pipeline(found))
+            for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=_pipeline(found))
     finally:
         router.metrics.child(router.metrics.request_latency, route).observe(
             time.perf_counter() - started)

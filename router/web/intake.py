@@ -20,8 +20,10 @@ async def make_durable(router: Router, source: str, events: Iterable[Event],
     kept. Raises Unavailable if the spool refuses.
 
     A request that fails leaves nothing remembered (dedupe): its retry must not be dropped."""
-    pipeline = pipeline or router.pipeline
-    events = list(events)
+    # (not `pipeline or …`: a Pipeline of no steps has len 0, so it is falsy)
+    pipeline = pipeline if pipeline is not None else router.pipeline
+    if not isinstance(events, list):
+        events = list(events)
     try:
         if pipeline.batched:  # a filter's state is shared (Redis): one round trip per request
             kept = await pipeline.run(events)

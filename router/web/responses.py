@@ -21,6 +21,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
+    if headers is None:  # the common case: one copy of headers made once (see _JSON_HEADERS)
+        return web.Response(body=orjson.dumps(body), status=status, headers=_JSON_HEADERS)
     return web.Response(body=orjson.dumps(body), status=status, headers=headers,
                         content_type="application/json")
 
@@ -81,6 +83,11 @@ _SECURITY_HEADERS = (
 )
 
 R = TypeVar("R", bound=web.StreamResponse)
+_SERVER = ("Server", "beacon-router")  # not aiohttp's default, which names its version
+
+# A JSON answer's headers, security headers included, copied by aiohttp into each response
+# (secured() then finds them all present) rather than set one by one per request.
+_JSON_HEADERS = dict([("Content-Type", "application/json"), *_SECURITY_HEADERS, _SERVER])
 
 
 def secured(response: R) -> R:
@@ -92,5 +99,5 @@ def secured(response: R) -> R:
     for name, value in _SECURITY_HEADERS:
         if name not in headers:
             headers[name] = value
-    headers["Server"] = "beacon-router"  # not aiohttp's default, which names its version
+    headers[_SERVER[0]] = _SERVER[1]
     return response

@@ -44,7 +44,7 @@ class Running:
 
     def metric(self, name: str, *labels: str) -> float:
         metrics = self.client.app[ROUTER].metrics
-        return float(getattr(metrics, name).labels(*labels)._value.get())
+        return metrics.value(getattr(metrics, name), *labels)
 
 
 StartRouter = Callable[..., Awaitable[Running]]
