@@ -61,6 +61,13 @@ class Condition(BaseModel):
                 raise ValueError(f"matches: bad regular expression: {exc}") from exc
         return self
 
+    def sources(self) -> frozenset[str] | None:
+        """The sources a ``{source: …}`` condition admits; None for any other condition. A
+        pipeline decides such a step once per source rather than once per event."""
+        if "source" not in self.model_fields_set:
+            return None
+        return frozenset({self.source} if isinstance(self.source, str) else self.source or ())
+
     def compile(self) -> Predicate:
         """A fast predicate over an event; regexes and paths are prepared once here."""
         s = self.model_fields_set

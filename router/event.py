@@ -181,9 +181,9 @@ def get_path(data: Any, path: str | tuple[str, ...], default: Any = None) -> Any
     node = data
     for part in parts:
         if isinstance(node, dict):
-            if part not in node:
+            node = node.get(part, _MISSING)  # one lookup, not `in` and then `[]`
+            if node is _MISSING:
                 return default
-            node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:

@@ -44,6 +44,10 @@ class Pipeline:
     ) -> None:
         self._steps: list[Step] = []
         self._on_drop = on_drop
+        # Per step, the sources its ``when: {source: …}`` admits (None: decided per event);
+        # from them, per source, the steps that apply with that test gone (see _steps_for).
+        self._sources: list[frozenset[str] | None] = []
+        self._by_source: dict[str, list[Step]] = {}
         # Consecutive plain steps, then the batch step that follows them (None at the end).
         self._stages: list[tuple[Pipeline, BatchStep | None]] = []
         scopes: Counter[str] = Counter()
@@ -58,6 +62,7 @@ class Pipeline:
                 scopes[scope] += 1
                 step.share(shared, scope if scopes[scope] == 1 else f"{scope}.{scopes[scope]}")
             self._steps.append((spec.type, step, when))
+            self._sources.append(spec.when.sources() if spec.when is not None else None)
             if step.call_batch is None:
                 plain.append((spec.type, step, when))
             else:
@@ -73,13 +78,17 @@ class Pipeline:
     def _of(cls, steps: list[Step], on_drop: DropHook | None) -> Pipeline:
         pipeline = cls(on_drop=on_drop)
         pipeline._steps = steps
+        pipeline._sources = [None] * len(steps)
         return pipeline
 
     def __len__(self) -> int:
         return len(self._steps)
 
     def __call__(self, event: Event) -> Event | None:
-        for name, step, when in self._steps:
+        steps = self._by_source.get(event.source)
+        if steps is None:
+            steps = self._steps_for(event.source)
+        for name, step, when in steps:
             if when is not None and not when(event):
                 continue
             result = step(event)
@@ -89,6 +98,15 @@ class Pipeline:
                 return None
             event = result
         return event
+
+    def _steps_for(self, source: str) -> list[Step]:
+        """The steps an event from ``source`` goes through, ``when: {source: …}`` decided."""
+        steps = [(name, step, None if admits is not None else when)
+                 for (name, step, when), admits in zip(self._steps, self._sources, strict=True)
+                 if admits is None or source in admits]
+        if len(self._by_source) < 64:  # sources are a handful; a client cannot add any
+            self._by_source[source] = steps
+        return steps
 
     async def run(self, events: Iterable[Event]) -> list[Event]:
         """The events that pass, in order; works whether or not the pipeline is ``batched``."""

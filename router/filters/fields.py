@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, field_validator
 from ..errors import CoerceFailed
 from ..event import _MISSING, Event, delete_path, get_path, set_path, split_path
 from .base import Filter, Options, register
-from .wildcard import expand
+from .wildcard import WILDCARD, expand
 
 _PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
@@ -58,7 +58,12 @@ def replace_path(data: dict[str, Any], path: Path, value: Any) -> None:
 
     Unlike ``set_path`` this never turns a list on the way into a dict, so ``tags.0`` is safe.
     """
-    parent = get_path(data, path[:-1]) if len(path) > 1 else data
+    if len(path) == 1:
+        parent: Any = data
+    elif len(path) == 2:  # most paths (counts.users): no slice and no walk for one step
+        parent = data.get(path[0])
+    else:
+        parent = get_path(data, path[:-1])
     last = path[-1]
     if isinstance(parent, dict):
         parent[last] = value
@@ -85,11 +90,19 @@ class Drop(Filter):
     def __init__(self, options: FieldsOptions) -> None:
         super().__init__(options)
         self._paths = [split_path(p) for p in options.fields]
+        # The first key of every path: an event holding none of them has nothing to drop,
+        # found with one set operation in C instead of a walk per path (most beacons). A path
+        # that starts with a wildcard can match any key: then there is no such shortcut.
+        heads = {path[0] for path in self._paths}
+        self._heads = None if WILDCARD in heads else frozenset(heads)
 
     def __call__(self, event: Event) -> Event | None:
+        data = event.data
+        if self._heads is not None and self._heads.isdisjoint(data):
+            return event
         for pattern in self._paths:
-            for path in list(expand(event.data, pattern)):  # listed: deleting edits the dict
-                delete_path(event.data, path)
+            for path in list(expand(data, pattern)):  # listed: deleting edits the dict
+                delete_path(data, path)
         return event
 
 

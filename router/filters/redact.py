@@ -197,7 +197,10 @@ def nothing_to_redact(data: dict[str, Any]) -> bool:
         text = orjson.dumps(data)
     except TypeError:  # not JSON (e.g. a YAML key that is not a string): visit the strings
         return False
-    if b"://" in text or b"@" in text or b"::" in text or b'\\"' in text:
+    # find(), not `in`: bytes.__contains__ first tries its argument as an int and raises and
+    # clears a TypeError for bytes (CPython 3.11), ~1,800 instructions a test.
+    if (text.find(b"://") >= 0 or text.find(b"@") >= 0 or text.find(b"::") >= 0
+            or text.find(b'\\"') >= 0):
         return False
     # orjson writes a colon outside a string only right after a key's closing quote, and with
     # no escaped quote in the text (checked above) no string holds `":`: the other colons are

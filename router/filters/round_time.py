@@ -68,9 +68,15 @@ class RoundTime(Filter):
         # the day is enough: integer arithmetic instead of timedelta arithmetic and isoformat.
         self._within_day = 86400 % self._seconds == 0
         self._paths = [split_path(p) for p in options.fields]
+        self._times: dict[int, str] = {}  # floored second of the day → "THH:MM:SSZ" (≤ 86,400)
 
     def floor(self, value: Any) -> str | None:
         """The floored ISO 8601 UTC text (``2024-01-01T12:00:00Z``), or None if unparseable."""
+        if (self._within_day and type(value) is str and len(value) == 20 and value[19] == "Z"
+                and value.isascii()):
+            text = self._floor_utc_text(value)
+            if text is not None:
+                return text
         dt = parse_time(value)
         if dt is None:
             return None
@@ -85,6 +91,24 @@ class RoundTime(Filter):
         except OverflowError:
             return None
         return iso_z(floored, "seconds")
+
+    def _floor_utc_text(self, value: str) -> str | None:
+        """``2025-11-28T00:10:11Z`` (what most clients send) floored without a datetime: the
+        date is kept as written, the time of day comes from a table. None when the text is not
+        exactly that form, for floor() to decide."""
+        if value[4] != "-" or value[7] != "-" or value[10] != "T" or value[13] != ":" \
+                or value[16] != ":":
+            return None
+        try:
+            datetime.fromisoformat(value)  # the same check parse_time makes: a real date and time
+        except ValueError:
+            return None
+        s = int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
+        s -= s % self._seconds
+        time_of_day = self._times.get(s)
+        if time_of_day is None:
+            time_of_day = self._times[s] = f"T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"
+        return value[:10] + time_of_day
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data

@@ -30,6 +30,12 @@ from .base import DeadLetter, Entry
 
 log = structlog.get_logger(__name__)
 
+# sqlite3 binds int, float, str and bytearray as they are, but sends bytes (every event body)
+# through its adaptation protocol, which looks up __adapt__ and __conform__ and raises and
+# clears an AttributeError for each: ~2,500 instructions per body (CPython 3.11, callgrind).
+# An adapter registered for bytes is found at once; bytes(b) returns b itself.
+sqlite3.register_adapter(bytes, bytes)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so cursors stay valid
