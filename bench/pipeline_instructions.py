@@ -66,7 +66,9 @@ def count(step: int | None) -> float:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
              f"--callgrind-out-file={tmp}/callgrind.out", *child],
-            cwd=BENCH.parent, capture_output=True, text=True, check=True)
+            cwd=BENCH.parent, capture_output=True, text=True, check=True,
+            # str hashes are salted per process; fixed, dict and set probes repeat exactly
+            env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"no callgrind total: {done.stderr[-500:]}")
