@@ -12,8 +12,8 @@ from router.config.loader import loads
 from router.event import Event, delete_path, split_path
 from router.filters import Pipeline
 from router.filters.fields import Drop, FieldsOptions
-from router.filters.wildcard import expand
 from router.filters.round_time import RoundTime, RoundTimeOptions, parse_time
+from router.filters.wildcard import expand
 
 STEPS = ["1s", "1m", "15m", "1h", "6h", "1d"]
 
