@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from router.backends.store import StoreBackend, StoreOptions
+from router.backends.store.archive import Archive, Position
 from router.config.loader import loads
 from router.errors import ConfigError
 from router.event import iso_z as iso_utc
@@ -384,3 +385,28 @@ def test_the_design_docs_example_is_valid():
     options = config.backends["archive"].options
     assert options.retention == 400 * 86400
     assert Path(options.url.removeprefix("sqlite:///")) == Path("data/beacons.db")
+
+
+async def test_an_archive_made_before_profiles_gains_the_column_and_replays_keep_the_profile(
+    store, make_events
+):
+    # The table as the store created it before source profiles: no `profile` column.
+    if store.kind == "sqlite":
+        Path(store._path).parent.mkdir(parents=True, exist_ok=True)
+        time_type, json_type = "TEXT", "TEXT"
+    else:
+        await store.execute(f'CREATE SCHEMA IF NOT EXISTS "{store.schema}"')
+        time_type, json_type = "timestamptz", "jsonb"
+    await store.execute(
+        f"CREATE TABLE {{table}} (uuid text PRIMARY KEY, received_at {time_type} NOT NULL, "
+        "event text NOT NULL, source text NOT NULL, distinct_id text, version text, "
+        f"data {json_type} NOT NULL)"
+    )
+    old, new = make_events(2)
+    new.profile = "gitlab"
+    backend = store.backend()
+    assert (await backend.send([old, new])).ok
+
+    pages = await Archive(backend).page(Position(), 10)
+
+    assert {e.uuid: e.profile for e in pages} == {old.uuid: None, new.uuid: "gitlab"}

@@ -9,6 +9,7 @@ One row per event, keyed by its ``uuid`` so a redelivered batch never duplicates
     distinct_id  text, indexed            the value at the ``distinct_id:`` field path
     version      text, indexed            the value at the ``version:`` field path
     data         JSON (PostgreSQL: jsonb) the event's fields as the backend's filters left them
+    profile      text                     the source profile that mapped the event (replay)
 
 Rows older than ``retention`` are deleted from ``send``, at most once every few minutes.
 """
@@ -213,6 +214,7 @@ def to_row(event: Event, distinct_id_path: str | tuple[str, ...],
         distinct_id=distinct_id,
         version=version,
         data=data,
+        profile=event.profile,
     )
 
 

@@ -58,8 +58,8 @@ class Archive:
         rows = await self.store.engine.read_page(  # type: ignore[attr-defined]
             key, limit, *self._bounds())
         return [Event(uuid=uuid, received_at=_iso(received_at), name=name, data=_loads(data),
-                      source=source)
-                for uuid, received_at, name, source, data in rows]
+                      source=source, profile=profile)
+                for uuid, received_at, name, source, data, profile in rows]
 
     def _bounds(self) -> tuple[Any, Any]:
         if self._pg:

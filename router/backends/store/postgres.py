@@ -72,8 +72,10 @@ class PostgresStore:
                         source text NOT NULL,
                         distinct_id text,
                         version text,
-                        data jsonb NOT NULL
+                        data jsonb NOT NULL,
+                        profile text
                     );
+                    ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS profile text;
                     CREATE INDEX IF NOT EXISTS "{t}_received_at" ON {self.qualified} (received_at);
                     CREATE INDEX IF NOT EXISTS "{t}_event" ON {self.qualified} (event);
                     CREATE INDEX IF NOT EXISTS "{t}_distinct_id" ON {self.qualified} (distinct_id);
@@ -110,13 +112,15 @@ class PostgresStore:
         return int(status.rpartition(" ")[2] or 0)  # "DELETE 42"
 
     async def read_page(self, after: tuple[datetime, str], limit: int, since: datetime,
-                        until: datetime) -> list[tuple[str, datetime, str, str, str]]:
-        """Up to ``limit`` rows (uuid, received_at, event, source, data) after the (received_at,
-        uuid) key ``after``, received in [since, until), in that key's order (``replay``)."""
+                        until: datetime) -> list[tuple[str, datetime, str, str, str, str | None]]:
+        """Up to ``limit`` rows (uuid, received_at, event, source, data, profile) after the
+        (received_at, uuid) key ``after``, received in [since, until), in that key's order
+        (``replay``)."""
         pool = await self._get_pool()
         try:
             rows = await pool.fetch(
-                f"SELECT uuid, received_at, event, source, data::text FROM {self.qualified} "
+                "SELECT uuid, received_at, event, source, data::text, profile "
+                f"FROM {self.qualified} "
                 "WHERE (received_at, uuid) > ($1, $2) AND received_at >= $3 "
                 "AND received_at < $4 ORDER BY received_at, uuid LIMIT $5",
                 *after, since, until, limit)
@@ -143,10 +147,10 @@ class PostgresStore:
         pool = await self._get_pool()
         await pool.execute(
             f"INSERT INTO {self.qualified} "
-            "(uuid, received_at, event, source, distinct_id, version, data) "
-            "SELECT u, r, e, s, d, v, j::jsonb FROM unnest("
+            "(uuid, received_at, event, source, distinct_id, version, data, profile) "
+            "SELECT u, r, e, s, d, v, j::jsonb, p FROM unnest("
             "$1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
-            "$7::text[]) AS t(u, r, e, s, d, v, j) "
+            "$7::text[], $8::text[]) AS t(u, r, e, s, d, v, j, p) "
             "ON CONFLICT (uuid) DO NOTHING",
             [r.uuid for r in rows],
             [r.received_at for r in rows],
@@ -155,6 +159,7 @@ class PostgresStore:
             [r.distinct_id for r in rows],
             [r.version for r in rows],
             [r.data for r in rows],
+            [r.profile for r in rows],
         )
 
     async def _get_pool(self) -> asyncpg.Pool:

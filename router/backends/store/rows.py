@@ -23,6 +23,7 @@ class Row:
     distinct_id: str | None
     version: str | None
     data: str
+    profile: str | None = None  # the source profile that mapped it: replay gives it back
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``dry-run`` shows it."""
@@ -34,6 +35,7 @@ class Row:
             "distinct_id": self.distinct_id,
             "version": self.version,
             "data": orjson.loads(self.data),
+            **({"profile": self.profile} if self.profile is not None else {}),
         }
 
 

@@ -40,9 +40,10 @@ class SqliteStore:
         return await self._run(self._prune, iso_z(cutoff))
 
     async def read_page(self, after: tuple[str, str], limit: int, since: str, until: str
-                        ) -> list[tuple[str, str, str, str, str]]:
-        """Up to ``limit`` rows (uuid, received_at, event, source, data) after the (received_at,
-        uuid) key ``after``, received in [since, until), in that key's order (``replay``)."""
+                        ) -> list[tuple[str, str, str, str, str, str | None]]:
+        """Up to ``limit`` rows (uuid, received_at, event, source, data, profile) after the
+        (received_at, uuid) key ``after``, received in [since, until), in that key's order
+        (``replay``)."""
         return await self._run(self._read_page, after, limit, since, until)
 
     async def count(self, since: str, until: str) -> int:
@@ -94,13 +95,17 @@ class SqliteStore:
                 source TEXT NOT NULL,
                 distinct_id TEXT,
                 version TEXT,
-                data TEXT NOT NULL
+                data TEXT NOT NULL,
+                profile TEXT
             );
             CREATE INDEX IF NOT EXISTS "{t}_received_at" ON "{t}" (received_at);
             CREATE INDEX IF NOT EXISTS "{t}_event" ON "{t}" (event);
             CREATE INDEX IF NOT EXISTS "{t}_distinct_id" ON "{t}" (distinct_id);
             CREATE INDEX IF NOT EXISTS "{t}_version" ON "{t}" (version);
         """)
+        columns = {row[1] for row in self._connect().execute(f'PRAGMA table_info("{t}")')}
+        if "profile" not in columns:  # an archive made before source profiles
+            self._connect().execute(f'ALTER TABLE "{t}" ADD COLUMN profile TEXT')
 
     def _insert(self, rows: Sequence[Row]) -> None:
         conn = self._connect()
@@ -108,8 +113,8 @@ class SqliteStore:
         try:
             conn.executemany(
                 f'INSERT OR IGNORE INTO "{self.table}" '
-                "(uuid, received_at, event, source, distinct_id, version, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "(uuid, received_at, event, source, distinct_id, version, data, profile) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.uuid,
@@ -119,6 +124,7 @@ class SqliteStore:
                         r.distinct_id,
                         r.version,
                         r.data,
+                        r.profile,
                     )
                     for r in rows
                 ],
@@ -142,10 +148,10 @@ class SqliteStore:
                 return deleted
 
     def _read_page(self, after: tuple[str, str], limit: int, since: str, until: str
-                   ) -> list[tuple[str, str, str, str, str]]:
+                   ) -> list[tuple[str, str, str, str, str, str | None]]:
         self._migrate()  # an archive not yet written to is an empty one, not an error
         return self._connect().execute(
-            f'SELECT uuid, received_at, event, source, data FROM "{self.table}" '
+            f'SELECT uuid, received_at, event, source, data, profile FROM "{self.table}" '
             "WHERE (received_at, uuid) > (?, ?) AND received_at >= ? AND received_at < ? "
             "ORDER BY received_at, uuid LIMIT ?", (*after, since, until, limit)).fetchall()
 
