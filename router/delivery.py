@@ -22,11 +22,15 @@ from .backends.base import Backend, SendResult
 from .config import BackendSpec
 from .event import JSON_START, Event
 from .filters import DropHook, Pipeline
+from .logs import Throttled
 from .metrics import Metrics
 from .spool import Entry, Spool
 from .tap import TAP
 
 log = structlog.get_logger(__name__)
+# A backend down for hours retries every few seconds per batch in flight: one line per
+# backend every 10 s says so, with how many retries it stands for (``suppressed``).
+throttled = Throttled(log, interval=10.0)
 
 UNHEALTHY_AFTER = 3  # consecutive failed sends before a backend is reported unhealthy
 YIELD_EVERY = 200  # events decoded (or mapped) between two turns of the event loop's other work
@@ -234,8 +238,9 @@ class Worker:
             self.metrics.retried.labels(self.name).inc(len(pending))
             delay = backoff(attempt, self.spec.retry.initial, self.spec.retry.max,
                             result.retry_after)
-            log.warning("delivery failed, will retry", backend=self.name, events=len(pending),
-                        attempt=attempt, retry_in=round(delay, 3), reason=result.reason)
+            throttled("warning", "delivery failed, will retry", key=f"retry:{self.name}",
+                      backend=self.name, events=len(pending), attempt=attempt,
+                      retry_in=round(delay, 3), reason=result.reason)
             if self.health.healthy:
                 await self._sleep(delay)
             else:  # hold the probe lock while waiting: other tasks queue behind this one

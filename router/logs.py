@@ -16,7 +16,9 @@ import ipaddress
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import threading
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -174,3 +176,36 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log would write every client's address: never enable it.
     logging.getLogger("aiohttp.access").disabled = True
+
+
+class Throttled:
+    """Log a repeated line at most once per ``interval`` seconds (per ``key``, default the
+    event text); the next line that passes says how many were held back (``suppressed``).
+
+    A fault that lasts (a full disk, a backend down) can make the same error happen for every
+    request: thousands of identical lines a second that help no one and fill the very disk
+    that is short. Thread-safe: the spool's writer thread and the event loop share one.
+    """
+
+    def __init__(self, logger: Any, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger, self.interval, self.clock = logger, interval, clock
+        self._seen: dict[str, list[float]] = {}  # key -> [last logged at, suppressed since]
+        self._lock = threading.Lock()
+
+    def __call__(self, level: str, event: str, *, key: str | None = None,
+                 **fields: Any) -> bool:
+        """Log ``event`` at ``level`` unless it was logged less than ``interval`` ago."""
+        key = key or event
+        now = self.clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.interval:
+                seen[1] += 1
+                return False
+            suppressed = int(seen[1]) if seen is not None else 0
+            self._seen[key] = [now, 0]
+        if suppressed:
+            fields["suppressed"] = suppressed
+        getattr(self.logger, level)(event, **fields)
+        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import signal
@@ -12,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -48,6 +49,22 @@ async def until(predicate: Callable[[], object | Awaitable[object]], timeout: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not reached within {timeout:g}s")
         await asyncio.sleep(interval)
+@contextlib.contextmanager
+def small_filesystem(path: str, size: str) -> Iterator[str]:
+    """A tmpfs of ``size`` (e.g. "4m") mounted at ``path`` for the test, unmounted after: a disk
+    that really fills. Skips where mounting is impossible (not root, no tmpfs), except in CI."""
+    os.makedirs(path, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs",
+                           path], capture_output=True, text=True)
+    if done.returncode != 0:
+        message = f"cannot mount a {size} tmpfs (needs root): {done.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true requires it")
+        pytest.skip(message)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
 
 
 def free_port() -> int:

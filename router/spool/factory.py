@@ -32,7 +32,8 @@ def create_spool(config: SpoolConfig) -> Spool:
             max_events=config.max_events,
             max_size=config.max_size,
         )
-    return SqliteSpool(config.path, max_size=config.max_size, when_full=config.when_full)
+    return SqliteSpool(config.path, max_size=config.max_size, when_full=config.when_full,
+                       reserve=config.reserve)
 
 
 def create_shared(config: SpoolConfig) -> RedisShared | None:

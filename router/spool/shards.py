@@ -80,8 +80,8 @@ def worker_spool(spool: SpoolConfig, index: int, count: int) -> Spool:
 
 
 def remove_spool_file(path: str) -> None:
-    """Delete a drained spool file with its WAL and shared-memory companions."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    """Delete a drained spool file with its WAL, shared-memory and reserve companions."""
+    for suffix in ("", "-wal", "-shm", "-journal", ".reserve"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path + suffix)
 

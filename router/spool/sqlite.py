@@ -26,9 +26,12 @@ import structlog
 
 from ..errors import Unavailable
 from ..event import now_iso
+from ..logs import Throttled
 from .base import DeadLetter, Entry
+from .diskspace import DiskGuard
 
 log = structlog.get_logger(__name__)
+throttled = Throttled(log, interval=10.0)
 
 # sqlite3 binds int, float, str and bytearray as they are, but sends bytes (every event body)
 # through its adaptation protocol, which looks up __adapt__ and __conform__ and raises and
@@ -65,6 +68,9 @@ _MAX_GROUP = 4096            # operations folded into one transaction at most
 # with a tuple per row (bench/README.md, "spool").
 _ROWS_PER_INSERT = 256       # 256 parameters: well under SQLite's 999 on any version
 _RETRY_AFTER_FULL = 30.0     # what a full spool tells clients (seconds)
+_RETRY_AFTER_DISK = 10.0     # what a full disk tells clients: it clears as delivery drains
+DEFAULT_RESERVE = 4 * 1024 * 1024  # bytes held back for compaction (spool/diskspace.py)
+_SQLITE_FULL = 13
 
 
 @dataclass
@@ -92,8 +98,9 @@ class SqliteSpool:
 
     def __init__(self, path: str, *, max_size: int | None = None,
                  when_full: str = "reject", synchronous: str = "FULL",
-                 dead_letter_id_base: int = 0) -> None:
+                 dead_letter_id_base: int = 0, reserve: int = DEFAULT_RESERVE) -> None:
         self.path = path
+        self._disk = DiskGuard(path, reserve)
         # A worker's own file numbers its dead letters above this, so ids name their file
         # across the files of ``serve --workers`` (spool/shards.py).
         self.dead_letter_id_base = dead_letter_id_base
@@ -147,6 +154,9 @@ class SqliteSpool:
     async def append(self, bodies: Sequence[bytes]) -> None:
         if self._writer is None:
             raise Unavailable("spool is not open", retry_after=5)
+        if self._disk.full:  # refused here, before any write: see spool/diskspace.py
+            raise Unavailable("the spool's disk is full; try later",
+                              retry_after=_RETRY_AFTER_DISK)
         if self.max_size and self.used_bytes >= self.max_size and self.when_full == "reject":
             raise Unavailable(f"spool is full ({self.used_bytes} bytes, max_size "
                               f"{self.max_size}); try later", retry_after=_RETRY_AFTER_FULL)
@@ -166,7 +176,8 @@ class SqliteSpool:
             self._ops.put(op)
 
     async def writable(self) -> bool:
-        if self._writer is None or not self._writer.is_alive() or self._failure:
+        if (self._writer is None or not self._writer.is_alive() or self._failure
+                or self._disk.full):
             return False
         return not (self.max_size and self.used_bytes >= self.max_size
                     and self.when_full == "reject")
@@ -348,6 +359,7 @@ class SqliteSpool:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self._bound_wal(conn)
             conn.executescript(_SCHEMA)
             conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'dead_letters', ? "
                           "WHERE ? > 0 AND NOT EXISTS (SELECT 1 FROM sqlite_sequence "
@@ -358,6 +370,7 @@ class SqliteSpool:
                 conn.execute("ALTER TABLE events ADD COLUMN target TEXT")
             positions = self._register(conn, backends)
             self._measure(conn)
+            self._disk.open()
         except sqlite3.Error as exc:
             self._loop.call_soon_threadsafe(
                 _settle, started, None, Unavailable(f"cannot open spool {self.path}: {exc}"))
@@ -369,7 +382,8 @@ class SqliteSpool:
         stopping = False
         while not stopping:
             try:
-                op = self._ops.get(timeout=_COMPACT_EVERY)
+                # Behind on compaction: do not sleep between chunks when nothing else comes.
+                op = self._ops.get(timeout=0.001 if behind else _COMPACT_EVERY)
             except queue.Empty:
                 op = _Op("idle", ())
             group: list[_Op] = []
@@ -390,6 +404,8 @@ class SqliteSpool:
             if behind or time.monotonic() - last_compaction >= _COMPACT_EVERY:
                 behind = self._compact(conn)
                 last_compaction = time.monotonic()
+                if self._disk.full and not behind:
+                    self._reclaim(conn)
         conn.close()
 
     def _register(self, conn: sqlite3.Connection, backends: list[str]) -> dict[str, int]:
@@ -402,6 +418,11 @@ class SqliteSpool:
 
     def _commit(self, conn: sqlite3.Connection, group: list[_Op]) -> None:
         work = [op for op in group if op.kind != "idle"]
+        if self._disk.full:  # appends that were queued before the disk filled
+            refused = [op for op in work if op.kind == "append"]
+            self._resolve(refused, Unavailable("the spool's disk is full; try later",
+                                               retry_after=_RETRY_AFTER_DISK))
+            work = [op for op in work if op.kind != "append"]
         if not work:
             return
         appended = False
@@ -439,8 +460,14 @@ class SqliteSpool:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if not self._disk.full and self._out_of_space(exc):
+                # Refuse the appends, free the reserve, and write the rest (cursor moves,
+                # dead letters) again: those are what lets the disk drain.
+                self._disk.enter_full(str(exc))
+                self._commit(conn, work)
+                return
             self._failure = str(exc)
-            log.error("spool write failed", error=str(exc), path=self.path)
+            throttled("error", "spool write failed", error=str(exc), path=self.path)
             error = Unavailable(f"spool write failed: {exc}", retry_after=5)
             self._resolve(work, error)
             return
@@ -454,7 +481,62 @@ class SqliteSpool:
         # only feeds metrics and `status`, and twice a second is plenty (three statements).
         if self.max_size or time.monotonic() - self._measured_at >= _COMPACT_EVERY:
             self._measure(conn)
+        self._disk.check()
         self._resolve(work, None, notify=appended)
+
+    def _out_of_space(self, exc: sqlite3.Error) -> bool:
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        try:  # an I/O error may be ENOSPC under another name: ask the filesystem
+            return self._disk.free_bytes() < self._disk.margin
+        except OSError:
+            return False
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        # A checkpoint copies the WAL into the main file, which may grow by as much: keep the
+        # WAL within half the reserve, so freeing the reserve always covers one more
+        # checkpoint, and truncate it back after each (spool/diskspace.py).
+        if self._disk.reserve <= 0:
+            return
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = max(64, min(1000, self._disk.reserve // 2 // page))  # 1000: SQLite's default
+        conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+        self._disk.wal_max = pages * page
+        conn.execute(f"PRAGMA journal_size_limit = {self._disk.reserve}")
+
+    def _chunk_end(self, conn: sqlite3.Connection, first: int, last: int) -> int:
+        """The last id of a compaction chunk from ``first``: at most ``last``, and rows of at
+        most a quarter of the reserve. Deleting a row rewrites its page into the WAL, so freeing
+        N bytes first needs about N bytes of new WAL: a bounded chunk always fits in what the
+        reserve frees (spool/diskspace.py)."""
+        if self._disk.reserve <= 0:
+            return last
+        row = conn.execute(
+            "SELECT max(id) FROM (SELECT id, sum(length(body) + 64) OVER (ORDER BY id) AS run "
+            "FROM events WHERE id BETWEEN ? AND ?) WHERE run <= ?",
+            (first, last, max(64 * 1024, self._disk.reserve // 4))).fetchone()
+        return int(row[0]) if row and row[0] is not None else first
+
+    def _vacuum_pages(self, conn: sqlite3.Connection) -> int:
+        """Pages one incremental vacuum may move: each is written to the WAL once."""
+        if self._disk.reserve <= 0:
+            return 1024
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        return max(16, min(1024, self._disk.reserve // 4 // page))
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        """While the disk is full and compaction has caught up: return the freed pages to the
+        filesystem, truncate the WAL, and resume ingest once the reserve fits again."""
+        try:
+            for _ in range(16):  # a few steps per pass, so a write never waits long
+                conn.execute(f"PRAGMA incremental_vacuum({self._vacuum_pages(conn)})").fetchall()
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                if not conn.execute("PRAGMA freelist_count").fetchone()[0]:
+                    break
+            self._measure(conn)
+        except sqlite3.Error as exc:
+            throttled("warning", "spool compaction on a full disk failed", error=str(exc))
+        self._disk.try_leave()
 
     def _resolve(self, work: list[_Op], error: Exception | None, notify: bool = False) -> None:
         waiting = [op for op in work if op.done is not None]
@@ -506,15 +588,20 @@ class SqliteSpool:
         first = conn.execute("SELECT min(id) FROM events").fetchone()[0]
         if first is None or first > floor:
             return False
-        upto = min(floor, first + _COMPACT_CHUNK - 1)
         try:
+            upto = self._chunk_end(conn, first, min(floor, first + _COMPACT_CHUNK - 1))
             conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
             free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-            if free > 2048:  # return space to the OS after a large backlog drained
-                conn.execute("PRAGMA incremental_vacuum(1024)")
+            if free > 2048 or (free and self._disk.full):  # give space back to the OS
+                conn.execute(f"PRAGMA incremental_vacuum({self._vacuum_pages(conn)})").fetchall()
+            if self._disk.full:  # the WAL's blocks are the ones to win back
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self._measure(conn)
         except sqlite3.Error as exc:
-            log.warning("spool compaction failed", error=str(exc))
+            if not self._disk.full and self._out_of_space(exc):
+                self._disk.enter_full(str(exc))  # frees the reserve: the next pass fits
+                return True
+            throttled("warning", "spool compaction failed", error=str(exc))
             return False
         return upto < floor
 

@@ -1,0 +1,143 @@
+"""Room for the SQLite spool to free its own space when its filesystem fills.
+
+The failure this prevents (issue 17): on a full disk, deleting delivered rows *needs* disk
+space — SQLite writes the delete to the WAL first, and a checkpoint grows the main file before
+the WAL can be reset. With none left, a drained spool stayed full for ever and refused every
+beacon. So the spool keeps three promises:
+
+1. **A reserve it owns.** A file of ``reserve`` bytes (``<spool>.reserve``, blocks really
+   allocated) is held next to the database. When the filesystem fills — whoever filled it —
+   the spool deletes that file first, so the writes that *free* space (cursor moves, deleting
+   delivered rows, the checkpoint that truncates the WAL) always have room.
+2. **A check before accepting.** Ingest is refused (503 + Retry-After, at the front door, so
+   no write is even tried) once free space outside the reserve is less than the spool may
+   still need: what its WAL may grow to before the next checkpoint (``wal_max``, bounded by the
+   spool) plus a ``margin`` for the main file — or at once when a write fails for lack of
+   space. A refused write is rolled back whole by SQLite: nothing acknowledged is touched.
+3. **Recovery by itself.** While full, every compaction pass deletes what every backend has
+   acked in chunks the reserve covers, vacuums the freed pages and truncates the WAL; once the
+   reserve fits again with that headroom and another ``margin`` beyond it (so a disk at the
+   edge does not flip with every write), the reserve is re-made and ingest resumes.
+
+Why a reserve file and not only a free-space threshold: a threshold protects against the
+spool filling its own disk, but not against another process filling a shared one; the file
+is space no one else can take. Why not compact "without new space" alone: SQLite cannot
+delete without writing. The reserve is cheap: ``posix_fallocate`` allocates without writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+
+import structlog
+
+from ..logs import Throttled
+
+log = structlog.get_logger(__name__)
+throttled = Throttled(log, interval=10.0)
+
+_CHUNK = 1 << 16
+
+
+class DiskGuard:
+    """The spool's reserve file and its "full" state (see the module docstring).
+
+    Only the spool's writer thread calls the methods; ``full`` is read by the event loop
+    (a bool, so a plain read is safe)."""
+
+    def __init__(self, db_path: str, reserve: int) -> None:
+        self.path = db_path + ".reserve"
+        self.wal_path = db_path + "-wal"
+        self.directory = os.path.dirname(os.path.abspath(db_path))
+        self.reserve = reserve
+        self.wal_max = reserve // 2  # the spool checkpoints its WAL at this size
+        self.margin = max(reserve // 4, 64 * 1024)  # a write group, the main file's growth
+        self.full = False
+        self.reason = ""
+
+    def open(self) -> None:
+        """Make the reserve; on a filesystem already full, start full (and drain)."""
+        if self.reserve <= 0:
+            return
+        if not self._allocate():
+            self.enter_full("no room for the spool's reserve")
+        else:
+            self.check()
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still allocate on the spool's filesystem."""
+        st = os.statvfs(self.directory)
+        return st.f_bavail * st.f_frsize
+
+    def headroom(self) -> int:
+        """Free bytes the spool may still need: the WAL's growth to ``wal_max``, a margin."""
+        try:
+            wal = os.path.getsize(self.wal_path)
+        except FileNotFoundError:
+            wal = 0
+        return max(0, self.wal_max - wal) + self.margin
+
+    def check(self) -> None:
+        """After each write: refuse ingest once free space is less than the headroom."""
+        if not self.full and self.reserve > 0 and self.free_bytes() < self.headroom():
+            self.enter_full("free space below the spool's headroom")
+
+    def enter_full(self, reason: str) -> None:
+        """Refuse ingest and give the reserve back to the filesystem, for compaction."""
+        if not self.full:
+            self.full, self.reason = True, reason
+            throttled("warning", "spool disk full: ingest answers 503 until space returns",
+                      key="full", reason=reason, free_bytes=self.free_bytes(),
+                      reserve=self.reserve, path=self.directory)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def try_leave(self) -> bool:
+        """While full: take the reserve back and accept again once it and ``low_water`` fit."""
+        if not self.full:
+            return True
+        if self.free_bytes() < self.reserve + self.headroom() + self.margin:
+            return False
+        if self.reserve > 0 and not self._allocate():
+            return False
+        self.full, self.reason = False, ""
+        log.info("spool disk has room again: ingest resumes", free_bytes=self.free_bytes())
+        return True
+
+    def _allocate(self) -> bool:
+        """Create the reserve file with its blocks allocated; False if they do not fit."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            throttled("warning", "spool reserve cannot be created", error=exc.strerror)
+            return False
+        try:
+            try:
+                os.posix_fallocate(fd, 0, self.reserve)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                _write_zeros(fd, self.reserve)  # a filesystem without fallocate
+            os.fsync(fd)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                throttled("warning", "spool reserve cannot be created", error=exc.strerror)
+            os.close(fd)
+            fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # half a reserve would only take space from compaction
+            return False
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _write_zeros(fd: int, size: int) -> None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    zeros = bytes(_CHUNK)
+    left = size
+    while left > 0:
+        left -= os.write(fd, zeros[:min(left, _CHUNK)])
