@@ -6,6 +6,7 @@ these run on their own port and data directory, made for the test and removed af
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -82,10 +83,8 @@ class PostgresCluster:
 
     def remove(self) -> None:
         if os.path.exists(os.path.join(self.datadir, "postmaster.pid")):
-            try:
+            with contextlib.suppress(AssertionError):
                 self.stop("immediate")
-            except AssertionError:
-                pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self) -> str:

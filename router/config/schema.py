@@ -57,6 +57,8 @@ class ServerConfig(Strict):
     max_events: int = Field(1000, gt=0, description="events per request")
     max_depth: int = Field(32, gt=0, description="JSON nesting depth")
     request_timeout: Duration = Field(10.0, description="time a body may take to arrive (408)")
+    header_timeout: Duration = Field(10.0, gt=0, description="time a request's headers may "
+                                     "take to arrive, from its first byte (408, closed)")
     shutdown_timeout: Duration = Field(10.0, description="time to finish requests and sends")
     drain_delay: Duration = Field(0.0, description="readyz fails this long before we stop")
     workers: int = Field(1, ge=1, le=256, description="processes sharing the port (SO_REUSEPORT)")

@@ -22,6 +22,7 @@ from ..web.app import ROUTER, create_app
 from ..web.reload import RELOADER
 from ..web.state import WORKER, WorkerSlot
 from . import adoption, sdnotify
+from .header_deadline import GuardedSite, raise_open_files_limit
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +64,8 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
     await runner.setup()
     admin: web.AppRunner | None = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        site = GuardedSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024,
+                           header_timeout=config.server.header_timeout)
         await site.start()
         # Under --workers N one process serves the admin port; it sees every worker's spool.
         admin = await _admin_listener(app, config) if slot.index == 0 else None
@@ -71,7 +73,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.info("listening", listen=f"{host}:{port}")
+        log.info("listening", listen=f"{host}:{port}", open_files=raise_open_files_limit())
         sdnotify.notify("READY=1", f"STATUS=listening on {host}:{port}")
         await stop.wait()
         sdnotify.notify("STOPPING=1", "STATUS=draining")
