@@ -76,7 +76,7 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     workdir = tempfile.mkdtemp(prefix="idle-")
     with open(os.path.join(workdir, "router.yaml"), "w") as fh:

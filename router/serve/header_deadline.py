@@ -44,6 +44,7 @@ TOO_LARGE_431 = _raw("431 Request Header Fields Too Large", "headers_too_large",
 # All of a request's header lines together. aiohttp limits each line (8 KiB) and their number
 # (128), not their sum: 128 cookies of 8 KiB would be 1 MiB of headers held per request.
 MAX_HEADER_BYTES = 64 * 1024
+LINGER = 2.0  # seconds a cut connection stays open for its answer to be read (see _cut)
 
 
 class HeaderWatch(asyncio.Protocol):
@@ -54,6 +55,7 @@ class HeaderWatch(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.header_bytes = 0  # of the request whose headers are arriving
+        self.cut = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -61,6 +63,8 @@ class HeaderWatch(asyncio.Protocol):
         self._arm()  # a connection that never sends a full request is cut too
 
     def data_received(self, data: bytes) -> None:
+        if self.cut:
+            return  # answered and closing: what still comes is read and dropped
         parsed = self.inner._request_count
         self.inner.data_received(data)
         if self.inner._request_count != parsed:
@@ -70,11 +74,10 @@ class HeaderWatch(asyncio.Protocol):
             if self.timer is None:
                 self._arm()  # the first bytes of the next request on a kept-alive connection
             self.header_bytes += len(data)
-            if self.header_bytes > MAX_HEADER_BYTES and self.transport is not None:
+            if self.header_bytes > MAX_HEADER_BYTES:
                 throttled("info", "connection cut: request headers too large")
                 self._disarm()
-                self.transport.write(TOO_LARGE_431)
-                self.transport.close()
+                self._cut(TOO_LARGE_431)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()  # type: ignore[no-any-return]
@@ -105,8 +108,19 @@ class HeaderWatch(asyncio.Protocol):
         if not self._between_requests() or self.transport is None:
             return  # a request is being read or handled: not a header's business any more
         throttled("info", "connection cut: request headers too slow", timeout=self.timeout)
-        self.transport.write(TIMEOUT_408)
-        self.transport.close()
+        self._cut(TIMEOUT_408)
+
+    def _cut(self, answer: bytes) -> None:
+        """Answer, send FIN, and close a moment later. Closed at once with the client's unread
+        bytes in our buffer, the kernel would send a reset that can destroy the answer before
+        the client reads it; until the close, what the client still sends is dropped."""
+        if self.transport is None or self.cut:
+            return
+        self.cut = True
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER, self.transport.close)
 
 
 class GuardedSite(web.TCPSite):
