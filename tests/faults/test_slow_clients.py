@@ -10,7 +10,7 @@ import socket
 
 import aiohttp
 import pytest
-from support import send_beacon
+from support import RouterProcess, free_port, send_beacon
 
 CONFIG = """
 server: {header_timeout: 1s}
@@ -21,12 +21,16 @@ backends:
 IDLE = 2000
 
 
-@pytest.fixture
-async def router(router_process):
-    proc = router_process(CONFIG)
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    """One router for the module: each test opens connections of its own."""
+    workdir = tmp_path_factory.mktemp("slow-clients")
+    (workdir / "router.yaml").write_text(CONFIG)
+    proc = RouterProcess(str(workdir / "router.yaml"), free_port(), str(workdir))
     proc.start()
-    await proc.wait_ready()
-    return proc
+    asyncio.run(proc.wait_ready())
+    yield proc
+    proc.stop()
 
 
 async def read_all(reader: asyncio.StreamReader, limit: float) -> bytes:
