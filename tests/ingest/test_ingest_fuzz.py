@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
+import http.client
 import zlib
 from typing import Any
 
 import orjson
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import RouterProcess, free_port
 
 from router.errors import InputError
 from router.ingest import Limits, decode_beacons, decompress, parse_media_type
@@ -153,3 +157,50 @@ def test_valid_json_and_yaml_decode_to_exactly_what_was_sent(events: list[dict[s
     # YAML 1.2 rules the router uses, while PyYAML writes them by YAML 1.1's.
     as_yaml = yaml.dump(events, Dumper=yaml.CSafeDumper, allow_unicode=True, default_style='"')
     assert decode_or_refuse(as_yaml.encode(), "application/yaml") in (events, None)
+
+
+# -- over HTTP: a real router process, whatever the path, headers and body ---------------------
+
+HTTP_CONFIG = """
+spool: {path: ./spool.db}
+backends:
+  out: {type: file, path: ./out.jsonl}
+"""
+HTTP_PATHS = ["/beacon", "/ping", "/batch/", "/capture/", "/e/?compression=gzip-js",
+              "/e/?compression=lz64", "/i/v0/e/?compression=base64", "/engage/",
+              "/i/v1/analytics/events", "/track/?data=%7B"]
+HTTP_ENCODINGS = [None, "gzip", "deflate", "br", "identity", "gzip, deflate", "x-unknown"]
+
+
+def _packed(body: bytes, how: int) -> bytes:
+    return (body, gzip.compress(body), zlib.compress(body), gzip.compress(body)[:-3])[how]
+
+
+@pytest.fixture(scope="module")
+def live_router(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("fuzz-http")
+    (workdir / "router.yaml").write_text(HTTP_CONFIG)
+    router = RouterProcess(str(workdir / "router.yaml"), free_port(), str(workdir))
+    router.start()
+    asyncio.run(router.wait_ready())
+    yield router
+    router.stop()
+
+
+@settings(FUZZ, max_examples=200)
+@given(body=BODIES, how=st.integers(0, 3), path=st.sampled_from(HTTP_PATHS),
+       content_type=st.sampled_from([*CONTENT_TYPES, "text/plain", "multipart/form-data"]),
+       encoding=st.sampled_from(HTTP_ENCODINGS))
+def test_no_request_gets_a_5xx_over_http(live_router, body: bytes, how: int, path: str,
+                                         content_type: str | None, encoding: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    conn = http.client.HTTPConnection("127.0.0.1", live_router.port, timeout=10)
+    try:
+        conn.request("POST", path, body=_packed(body, how), headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status < 500, (resp.status, path, headers)
