@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import os
 import signal
 import socket
@@ -65,6 +66,15 @@ def small_filesystem(path: str, size: str) -> Iterator[str]:
         yield path
     finally:
         subprocess.run(["umount", "-l", path], check=False)
+
+
+def record_fault(fault: str, **figures: object) -> None:
+    """Append a fault test's figures (acked, lost, duplicated, …) to the file named by
+    ``$FAULT_RECORD``, if set: bench/faults/campaign.py runs the fault tests and sums them."""
+    path = os.environ.get("FAULT_RECORD")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"fault": fault, **figures}) + "\n")
 
 
 def free_port() -> int:

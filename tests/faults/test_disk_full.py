@@ -17,7 +17,7 @@ import uuid
 
 import aiohttp
 import pytest
-from support import RouterProcess, WebhookReceiver, small_filesystem
+from support import RouterProcess, WebhookReceiver, record_fault, small_filesystem
 
 CONFIG = """
 spool: {{path: {disk}/spool.db, reserve: 1MiB}}
@@ -118,7 +118,11 @@ async def test_a_full_disk_answers_503_loses_nothing_and_ingest_resumes_by_itsel
         await router.wait_ready()
 
     assert router.terminate() == 0
-    assert max(receiver.received().values()) <= 2  # redelivery only around the kill
+    got = receiver.received()
+    record_fault("disk full under the SQLite spool (4 MiB tmpfs), kill -9 while full",
+                 acked=len(acked) + len(more), lost=len(set(acked + more) - set(got)),
+                 duplicated=sum(n - 1 for n in got.values()), refused_503=len(refused))
+    assert max(got.values()) <= 2  # redelivery only around the kill
     conn = sqlite3.connect(f"{disk}/spool.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -178,5 +182,7 @@ async def test_a_full_store_disk_retries_its_batches_and_loses_nothing(router_pr
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     stored = {row[0] for row in conn.execute("SELECT uuid FROM beacons")}
     conn.close()
+    record_fault("disk full under the SQLite store backend, kill -9 mid-retry",
+                 acked=len(acked), lost=len(set(acked) - stored), duplicated="n/a (uuid key)")
     assert set(acked) <= stored and len(acked) == 400
     assert any("disk is full" in line for line in log_lines(router))  # the fault really happened

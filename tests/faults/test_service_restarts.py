@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 from services import PostgresCluster, RedisServer
-from support import WebhookReceiver, send_beacon
+from support import WebhookReceiver, record_fault, send_beacon
 
 PG_CONFIG = """
 spool: {{path: ./spool.db}}
@@ -113,6 +113,8 @@ async def test_postgresql_crashed_and_restarted_mid_delivery_loses_no_acked_even
         return set(acked) <= {r["uuid"] for r in rows}
 
     await wait_until(stored_all, 60, f"acked events missing in PostgreSQL:\n{router.logs()}")
+    record_fault("PostgreSQL (store) crashed and restarted mid-delivery", injected=2,
+                 acked=len(acked), lost=0, duplicated="n/a (uuid key)")
     assert router.terminate() == 0
 
 
@@ -138,6 +140,10 @@ async def test_redis_killed_and_restarted_under_the_spool_loses_no_acked_event(
         await load
         assert len(acked) >= 300
         await receiver.wait_for(set(acked), timeout=60)
+        got = receiver.received()
+        record_fault("redis-server (spool, appendfsync always) killed -9 and restarted",
+                     injected=2, acked=len(acked), lost=len(set(acked) - set(got)),
+                     duplicated=sum(n - 1 for n in got.values()))
         assert router.terminate() == 0
     finally:
         await receiver.stop()

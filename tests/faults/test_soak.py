@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from support import REPO
+from support import REPO, record_fault
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
 from soak import BACKENDS, soak
@@ -19,6 +19,10 @@ KILLS = 2
 
 async def test_a_short_soak_with_kills_reloads_and_flapping_backends_loses_nothing():
     result = await soak(SECONDS, KILLS, reload_every=6, flap_every=2, seed=1, log=lambda _: None)
+    for backend in BACKENDS:
+        record_fault(f"soak {SECONDS} s ({backend}): kill -9, SIGHUP, flapping backend",
+                     injected=KILLS, acked=result["acked"], lost=result[backend]["lost"],
+                     duplicated=result[backend]["duplicates"])
     assert result["kills"] == KILLS and result["reloads"] >= 2, result
     assert result["acked"] > 1000
     assert set(result["receiver_answers"]) >= {"ok", "500", "503", "429", "hang"}
