@@ -4,6 +4,7 @@ cursor positions, compaction, drop_oldest. The shared contract is in test_spool_
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 
 import pytest
@@ -94,3 +95,13 @@ async def test_a_worker_filling_a_batch_is_woken_once_the_rest_of_it_is_in(path)
     assert [e.body for e in await spool.read("a", 10)] == bodies(5)
     await spool.close()
 
+
+
+async def test_the_spool_holds_its_reserve_beside_it_and_none_when_it_is_0(path, tmp_path):
+    spool = await opened(path, reserve=256 * 1024)
+    assert os.stat(path + ".reserve").st_blocks * 512 >= 256 * 1024  # allocated, not sparse
+    await spool.close()
+    other = str(tmp_path / "other.db")
+    spool = await opened(other, reserve=0)
+    assert not os.path.exists(other + ".reserve")
+    await spool.close()
