@@ -98,7 +98,7 @@ class SpoolConfig(Strict):
     max_size: Size | None = Field(None, gt=0,
                                   description="bytes on disk before `when_full` applies; none: "
                                               "no cap")
-    reserve: Size = Field(4 * 1024 * 1024, ge=0,
+    reserve: Size = Field(8 * 1024 * 1024, ge=0,
                           description="type: sqlite: disk space held back (a file beside the "
                                       "spool) so a full disk can still be compacted; 0: none")
     when_full: Literal["reject", "drop_oldest"] = Field(

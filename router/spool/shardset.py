@@ -26,7 +26,8 @@ def admin_spool(config: SpoolConfig) -> Any:
         if set(files) - {0}:
             return ShardSet(
                 [
-                    SqliteSpool(path, dead_letter_id_base=k * DEAD_LETTER_ID_STRIDE)
+                    SqliteSpool(path, dead_letter_id_base=k * DEAD_LETTER_ID_STRIDE,
+                                reserve=config.reserve)
                     for k, path in files.items()
                 ]
             )
