@@ -29,6 +29,7 @@ from .shape import as_events
 
 # event → metrics → list → sample → labels
 _DEPTH = 5
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _Parser = Callable[[str], Iterable[Metric]]
 
 
@@ -53,7 +54,8 @@ def _decode(body: bytes, limits: Limits, parse: _Parser, fmt: str) -> list[dict[
     try:
         for family in parse(text):
             for sample in family.samples:
-                samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+                samples.setdefault(sample.name, []).append((sample.labels,
+                                                            _number(sample.value)))
     # The parsers are third-party code fed untrusted text: they signal bad input mostly with
     # ValueError, but an odd line can surface as another exception. Any of them is the
     # client's mistake, so it is a 400, never a 500.
@@ -71,3 +73,13 @@ def _decode(body: bytes, limits: Limits, parse: _Parser, fmt: str) -> list[dict[
     return as_events(
         {"format": "prometheus", "metrics": metrics}, limits, fmt=fmt, max_possible_depth=_DEPTH
     )
+
+
+def _number(value: float) -> float:
+    """A sample value the spool can store. The parsers give an integer for integer text, and
+    the spool's JSON (orjson) holds 64 bits: a longer integer becomes a float, as orjson reads
+    one in JSON. (Found by fuzzing: such a value was a 500.) Past a float's range it raises
+    OverflowError, a 400 above."""
+    if isinstance(value, int) and not _INT64_MIN <= value <= _UINT64_MAX:
+        return float(value)
+    return value

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import orjson
 import pytest
 
 from router.config import ServerConfig
+from router.errors import InputError
 from router.ingest import Limits, decode_beacons, parse_media_type
 from router.ingest.beacon import decoder_for
 from router.ingest.form import decode as decode_form
@@ -228,6 +230,19 @@ def test_prometheus_text_is_one_structured_event() -> None:
 def test_unlabelled_name_with_several_samples_is_a_list() -> None:
     [event] = decode_prometheus(b"x 1\nx 2\n", LIMITS)
     assert event["metrics"]["x"] == [{"labels": {}, "value": 1}, {"labels": {}, "value": 2}]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain; version=0.0.4",
+                                          "application/openmetrics-text; version=1.0.0"])
+def test_a_sample_integer_past_64_bits_is_a_float_and_one_past_floats_a_400(content_type):
+    """Found by bench/fuzz (fuzz_prometheus): a 44-digit sample was a 500 at the spool."""
+    eof = b"# EOF\n" if "openmetrics" in content_type else b""
+    body = b"d 2\neded 29999999999999999999999999999999999999999999\n" + eof
+    [event] = decode_beacons(body, content_type, LIMITS)
+    assert event["metrics"] == {"d": 2, "eded": float(29999999999999999999999999999999999999999999)}
+    orjson.dumps(event)  # what the spool does with it
+    with pytest.raises(InputError):
+        decode_beacons(b"x " + b"9" * 400 + b"\n" + eof, content_type, LIMITS)
 
 
 def test_openmetrics_text_is_read_with_its_own_parser() -> None:
