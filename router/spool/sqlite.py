@@ -63,6 +63,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_backend ON dead_letters (backend, id);
 """
 _COMPACT_CHUNK = 5000        # rows deleted per transaction: keeps each pause short
 _COMPACT_EVERY = 0.5         # seconds between compaction passes
+_KEEP_FREE_PAGES = 2048      # free pages kept in the file for reuse; beyond, given back
 _MAX_GROUP = 4096            # operations folded into one transaction at most
 # Rows per INSERT statement: one multi-row INSERT costs a third less CPU than executemany()
 # with a tuple per row (bench/README.md, "spool").
@@ -531,7 +532,7 @@ class SqliteSpool:
         filesystem, truncate the WAL, and resume ingest once the reserve fits again."""
         try:
             for _ in range(16):  # a few steps per pass, so a write never waits long
-                conn.execute(f"PRAGMA incremental_vacuum({self._vacuum_pages(conn)})").fetchall()
+                _vacuum(conn, self._vacuum_pages(conn))
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 if not conn.execute("PRAGMA freelist_count").fetchone()[0]:
                     break
@@ -588,16 +589,25 @@ class SqliteSpool:
             return False
         floor = row[0]
         first = conn.execute("SELECT min(id) FROM events").fetchone()[0]
-        if first is None or first > floor:
-            return False
+        deleted = vacuumed = more = False
         try:
-            upto = self._chunk_end(conn, first, min(floor, first + _COMPACT_CHUNK - 1))
-            conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
+            if first is not None and first <= floor:
+                upto = self._chunk_end(conn, first, min(floor, first + _COMPACT_CHUNK - 1))
+                conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
+                deleted, more = True, upto < floor
+            # Give space back to the OS, also once a drain has deleted everything: else the
+            # file stays as large as the largest backlog it ever held.
             free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-            if free > 2048 or (free and self._disk.full):  # give space back to the OS
-                conn.execute(f"PRAGMA incremental_vacuum({self._vacuum_pages(conn)})").fetchall()
+            if free > _KEEP_FREE_PAGES or (free and self._disk.full):
+                pages = self._vacuum_pages(conn)
+                _vacuum(conn, pages)
+                vacuumed, more = True, more or free - pages > _KEEP_FREE_PAGES
+            if not (deleted or vacuumed):
+                return False  # nothing to delete or give back: no write at all
             if self._disk.full:  # the WAL's blocks are the ones to win back
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            elif vacuumed:  # the file itself shrinks only when a checkpoint copies the vacuum
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self._measure(conn)
         except sqlite3.Error as exc:
             if not self._disk.full and self._out_of_space(exc):
@@ -605,7 +615,7 @@ class SqliteSpool:
                 return True
             throttled("warning", "spool compaction failed", error=str(exc))
             return False
-        return upto < floor
+        return more
 
     # -- the reader thread -------------------------------------------------------------------
 
@@ -628,6 +638,13 @@ class SqliteSpool:
         if conn is not None:
             conn.close()
             self._read_local.conn = None
+
+
+def _vacuum(conn: sqlite3.Connection, pages: int) -> None:
+    """Give up to ``pages`` free pages back to the OS (outside a transaction). Not execute():
+    for a statement without result columns it steps once, and this pragma frees one page per
+    step — the compaction here freed one page per pass for that reason."""
+    conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
 
 
 def _insert_bodies(conn: sqlite3.Connection, bodies: Sequence[bytes]) -> int:

@@ -105,3 +105,19 @@ async def test_the_spool_holds_its_reserve_beside_it_and_none_when_it_is_0(path,
     spool = await opened(other, reserve=0)
     assert not os.path.exists(other + ".reserve")
     await spool.close()
+
+
+async def test_a_drained_backlog_gives_its_space_back_down_to_the_pages_kept_for_reuse(path):
+    spool = await opened(path, backends=("a",), reserve=0)
+    for _ in range(12):
+        await spool.append([b"x" * 1000] * 1000)
+    grown = os.path.getsize(path)
+    assert grown > 12_000_000
+    while entries := await spool.read("a", 1000):
+        await spool.ack("a", entries)
+    for _ in range(200):  # compaction runs in the writer thread, between writes
+        if os.path.getsize(path) <= 2048 * 4096 + 64 * 4096:
+            break
+        await asyncio.sleep(0.05)
+    await spool.close()
+    assert os.path.getsize(path) <= 2048 * 4096 + 64 * 4096  # the free pages it keeps, a few
