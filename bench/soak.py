@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -100,7 +101,7 @@ def router_figures(router: RouterProcess, workdir: str) -> dict[str, int]:
     with open(f"/proc/{pid}/status") as fh:
         rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
     spool = sum(os.path.getsize(os.path.join(workdir, f)) for f in os.listdir(workdir)
-                if f.startswith("spool.db"))
+                if f in ("spool.db", "spool.db-wal"))  # not the constant reserve file
     return {"rss_kib": rss, "fds": len(os.listdir(f"/proc/{pid}/fd")), "spool_bytes": spool}
 
 
@@ -114,9 +115,8 @@ async def queued(http: aiohttp.ClientSession, router: RouterProcess) -> int | No
 
 
 async def soak(seconds: float, kills: int, reload_every: float, flap_every: float,
-               seed: int, log=print) -> dict[str, Any]:
+               seed: int, workdir: str, log=print) -> dict[str, Any]:
     random.seed(seed)
-    workdir = tempfile.mkdtemp(prefix="soak-")
     flapper = Flapper(free_port(), hang=3.0, seed=seed)
     await flapper.start()
     with open(os.path.join(workdir, "router.yaml"), "w") as fh:
@@ -204,9 +204,15 @@ def main() -> None:
     parser.add_argument("--flap-every", type=float, default=5.0, help="longest mode, seconds")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--out", default="")
+    parser.add_argument("--keep", action="store_true", help="keep the router's directory")
     args = parser.parse_args()
-    result = asyncio.run(soak(args.minutes * 60, args.kills, args.reload_every,
-                              args.flap_every, args.seed))
+    workdir = tempfile.mkdtemp(prefix="soak-")
+    try:
+        result = asyncio.run(soak(args.minutes * 60, args.kills, args.reload_every,
+                                  args.flap_every, args.seed, workdir))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({k: v for k, v in result.items() if k != "cycles"}))
     if args.out:
         with open(args.out, "w") as fh:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import socket
 import sys
 import tempfile
@@ -101,6 +102,7 @@ async def main() -> None:
                 json.dump(result, fh, indent=1)
     finally:
         router.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -79,6 +80,7 @@ async def trial(appendfsync: str, seconds: float) -> dict[str, float]:
         router.stop()
         await receiver.stop()
         redis.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def main() -> None:

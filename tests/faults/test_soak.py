@@ -17,8 +17,9 @@ SECONDS = 24  # not 2 minutes: the suite was at 4:18 of its 5 (docs/reliability.
 KILLS = 2
 
 
-async def test_a_short_soak_with_kills_reloads_and_flapping_backends_loses_nothing():
-    result = await soak(SECONDS, KILLS, reload_every=6, flap_every=2, seed=1, log=lambda _: None)
+async def test_a_short_soak_with_kills_reloads_and_flapping_backends_loses_nothing(tmp_path):
+    result = await soak(SECONDS, KILLS, reload_every=6, flap_every=2, seed=1,
+                        workdir=str(tmp_path), log=lambda _: None)
     for backend in BACKENDS:
         record_fault(f"soak {SECONDS} s ({backend}): kill -9, SIGHUP, flapping backend",
                      injected=KILLS, acked=result["acked"], lost=result[backend]["lost"],
