@@ -98,6 +98,17 @@ def test_yaml_syntax_error_names_the_line():
     assert error_of("server:\n  listen: [oops\n").startswith("router.yaml:3: invalid YAML")
 
 
+@pytest.mark.parametrize("text", [
+    "!0' b",                                  # found by bench/fuzz/fuzz_config: a traceback
+    "server:\n  max_events: !!int lots\n",
+    "server:\n  max_body: !!float nope\n",
+    "server:\n  listen: !python/object:os.system x\n",
+])
+def test_a_yaml_tag_that_does_not_fit_is_a_config_error_naming_the_line(text):
+    message = error_of(text)
+    assert message.startswith("router.yaml:") and "invalid YAML" in message
+
+
 def test_duplicate_keys_are_errors_not_silently_overwritten():
     assert "duplicate key" in error_of("server: {}\nserver: {}\n")
 

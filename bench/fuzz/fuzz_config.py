@@ -6,7 +6,7 @@ import atheris
 from common import main
 
 with atheris.instrument_imports():
-    from router.config import loads
+    from router.config.loader import loads
     from router.errors import ConfigError
 
 
