@@ -6,7 +6,8 @@
 Each target runs under libFuzzer (atheris) with ``-timeout=10`` (a call over 10 s is a hang) and
 ``-rss_limit_mb=2048``; its corpus grows in ``bench/fuzz/corpus/<name>/`` (not committed) from
 the seeds in ``bench/fuzz/seeds/<name>/``; a crash or hang is written to
-``bench/fuzz/crashes/<name>/``. The record (seconds run, executions, crashes) goes to
+``bench/fuzz/crashes/<name>/`` (kept in git once fixed, and copied to the seeds, so every run
+tries it again). The record (seconds run, executions, crashes) goes to
 ``bench/results/fuzz.json``. Every crash found becomes a test in tests/ingest/ and a fix.
 """
 
@@ -31,6 +32,7 @@ def run(name: str, seconds: int) -> dict[str, object]:
     crashes = os.path.join(HERE, "crashes", name)
     for path in (corpus, crashes):
         os.makedirs(path, exist_ok=True)
+    known = set(os.listdir(crashes))  # inputs of crashes found (and fixed) before
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, os.path.join(HERE, f"fuzz_{name}.py"), corpus, seeds,
@@ -43,7 +45,7 @@ def run(name: str, seconds: int) -> dict[str, object]:
         fh.write(log[-20000:])
     execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log)
     coverage = re.findall(r"cov: (\d+)", log)
-    found = sorted(f for f in os.listdir(crashes) if not f.endswith(".log"))
+    found = sorted(f for f in set(os.listdir(crashes)) - known if not f.endswith(".log"))
     return {"target": name, "seconds": round(elapsed),
             "executions": int(execs[-1]) if execs else None,
             "coverage_edges": int(coverage[-1]) if coverage else None,
