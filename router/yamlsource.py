@@ -95,26 +95,36 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        try:
-            value = self.constructor.construct_object(node)
-        # An unknown tag (`!foo`) or a tag on text it does not fit (`!!int x`, `!!binary` that is
-        # no base64): the file's mistake, so exit 2 naming the line, not a traceback. Found by
-        # bench/fuzz/fuzz_config.
-        except yaml.MarkedYAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc.problem or exc}", file=self.file,
-                              line=node.start_mark.line + 1, key=format_path(path) or None) from exc
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            raise ConfigError(f"invalid YAML value {node.value!r:.40}: {exc}", file=self.file,
-                              line=node.start_mark.line + 1, key=format_path(path) or None) from exc
+        value = self._construct(node, path)
         if self.interpolate and isinstance(value, str) and node.tag == "tag:yaml.org,2002:str":
             return self._interpolate(value, node, path)
         return value
 
+    def _construct(self, node: yaml.Node, path: Path, merge: bool = False) -> Any:
+        """PyYAML's value for ``node`` (or, with ``merge``, its ``<<:`` keys resolved).
+
+        An unknown tag (`!foo`), a tag on text it does not fit (`!!int x`) or a bad merge key
+        is the file's mistake: a ConfigError naming the line (exit 2), never a traceback.
+        Found by bench/fuzz/fuzz_config."""
+        line, key = node.start_mark.line + 1, format_path(path) or None
+        try:
+            if merge:
+                assert isinstance(node, yaml.MappingNode)
+                self.constructor.flatten_mapping(node)
+                return None
+            return self.constructor.construct_object(node)
+        except yaml.MarkedYAMLError as exc:
+            raise ConfigError(f"invalid YAML: {exc.problem or exc}", file=self.file, line=line,
+                              key=key) from exc
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            raise ConfigError(f"invalid YAML value: {exc}", file=self.file, line=line,
+                              key=key) from exc
+
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
-        self.constructor.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        self._construct(node, path, merge=True)  # resolves `<<: *anchor` merge keys
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = self.constructor.construct_object(key_node)
+            key = self._construct(key_node, path)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 raise ConfigError(f"keys must be strings, got {key!r}", file=self.file, line=line,
