@@ -38,6 +38,8 @@ from flapper import Flapper  # noqa: E402
 from support import RouterProcess, free_port  # noqa: E402
 
 CONFIG = """
+# the beacons' own uuid is their event id: each acknowledged one is followed by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 spool: {{path: ./spool.db}}
 backends:
   hook:

@@ -30,6 +30,8 @@ from services import RedisServer  # noqa: E402
 from support import RouterProcess, WebhookReceiver, free_port, send_beacon  # noqa: E402
 
 CONFIG = """
+# the beacons' own uuid is their event id: each acknowledged one is followed by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 spool: {{type: redis, url: "{url}", key_prefix: everysec}}
 backends:
   hook:

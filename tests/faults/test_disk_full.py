@@ -20,6 +20,8 @@ import pytest
 from support import RouterProcess, WebhookReceiver, record_fault, small_filesystem
 
 CONFIG = """
+# the beacons' own uuid is their event id: each acknowledged one is followed by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 spool: {{path: {disk}/spool.db, reserve: 1MiB}}
 backends:
   hook:
@@ -127,12 +129,14 @@ async def test_a_full_disk_answers_503_loses_nothing_and_ingest_resumes_by_itsel
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
     # One line per fault and interval, not one per refused request.
-    events = [json.loads(line).get("event") for line in log_lines(router)]
+    events = [json.loads(line).get("message") for line in log_lines(router)]
     assert events.count("spool write failed") <= 3
     assert events.count("spool disk full: ingest answers 503 until space returns") <= 3
 
 
 STORE_CONFIG = """
+# the beacons' own uuid is their event id: each acknowledged one is followed by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 spool: {{path: ./spool.db}}
 backends:
   archive:

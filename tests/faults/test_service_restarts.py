@@ -19,6 +19,8 @@ from services import PostgresCluster, RedisServer
 from support import WebhookReceiver, record_fault, send_beacon
 
 PG_CONFIG = """
+# the beacons' own uuid is their event id: each acknowledged one is followed by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 spool: {{path: ./spool.db}}
 backends:
   archive:
@@ -30,6 +32,8 @@ backends:
 """
 
 REDIS_CONFIG = """
+# the beacons' own uuid is their event id: each acknowledged one is followed by it
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
 spool: {{type: redis, url: "{url}", key_prefix: restart-test}}
 backends:
   hook:
