@@ -17,6 +17,7 @@ The wrapper reads three attributes of aiohttp's ``RequestHandler`` (``_request_c
 from __future__ import annotations
 
 import asyncio
+import re
 import resource
 from typing import Any
 
@@ -44,6 +45,10 @@ TOO_LARGE_431 = _raw("431 Request Header Fields Too Large", "headers_too_large",
 # All of a request's header lines together. aiohttp limits each line (8 KiB) and their number
 # (128), not their sum: 128 cookies of 8 KiB would be 1 MiB of headers held per request.
 MAX_HEADER_BYTES = 64 * 1024
+# What starts a request. aiohttp hands a parsed request to its handler a moment later, so body
+# bytes arriving in between look "between requests": only bytes that open a request line (or
+# follow them, the deadline armed) count as headers, never a body's.
+_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} ")
 LINGER = 2.0  # seconds a cut connection stays open for its answer to be read (see _cut)
 
 
@@ -70,7 +75,8 @@ class HeaderWatch(asyncio.Protocol):
         if self.inner._request_count != parsed:
             self._disarm()  # headers complete: the body has its own deadline
             self.header_bytes = 0
-        elif self._between_requests():
+        elif self._between_requests() and (self.timer is not None
+                                           or _REQUEST_LINE.match(data) is not None):
             if self.timer is None:
                 self._arm()  # the first bytes of the next request on a kept-alive connection
             self.header_bytes += len(data)
