@@ -160,7 +160,7 @@ async def soak(seconds: float, kills: int, reload_every: float, flap_every: floa
                 await asyncio.sleep(0.1)
             # Drain: load paused, the backends healthy, every queue empty.
             load.running.clear()
-            flapper.mode = "ok"
+            flapper.healthy = True
             deadline = time.monotonic() + 180
             while await queued(http, router) != 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -170,11 +170,12 @@ async def soak(seconds: float, kills: int, reload_every: float, flap_every: floa
                                     for b, p in BACKENDS.items()})
             cycles.append(figures)
             log(json.dumps(figures))
+            flapper.healthy = False
             load.running.set()
         load.stopped = True
         load.running.set()
         await asyncio.gather(*clients)
-    flapper.mode = "ok"
+    flapper.healthy = True
     async with aiohttp.ClientSession(timeout=timeout) as http:
         deadline = time.monotonic() + 180
         while await queued(http, router) != 0 and time.monotonic() < deadline:

@@ -18,23 +18,32 @@ MODES = ("ok", "ok", "ok", "500", "503", "429", "hang")
 
 
 class Flapper:
-    """``mode`` is what the next request gets; ``flap()`` picks another one at random."""
+    """Each request gets the next answer of a shuffled round of ``MODES``, so any seven requests
+    in a row meet every kind of failure, however the router's retries space them out;
+    ``flap()`` shuffles a new round. While ``healthy`` (a drain), every answer is 200."""
 
     def __init__(self, port: int, hang: float = 5.0, seed: int | None = None) -> None:
         self.port, self.hang = port, hang
-        self.mode = "ok"
         self.random = random.Random(seed)
+        self.round: list[str] = []
+        self.healthy = False
         self.delivered: dict[str, Counter[str]] = {"/hook": Counter(), "/batch/": Counter()}
         self.answers: Counter[str] = Counter()
         self.runner: web.AppRunner | None = None
 
-    def flap(self) -> str:
-        self.mode = self.random.choice(MODES)
-        return self.mode
+    def flap(self) -> None:
+        self.round = self.random.sample(MODES, len(MODES))
+
+    def next_mode(self) -> str:
+        if self.healthy:
+            return "ok"
+        if not self.round:
+            self.flap()
+        return self.round.pop()
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        mode = self.mode
+        mode = self.next_mode()
         self.answers[mode] += 1
         if mode == "hang":
             await asyncio.sleep(self.hang)  # the router's timeout fires first: it retries

@@ -235,7 +235,7 @@ def _engine(name: str, options: StoreOptions) -> Engine:
     kind, target = parse_url(options.url)
     if kind == "sqlite":
         return SqliteStore(Path(target), options.table, name=name)
-    from .postgres import PostgresStore
+    from .postgres import PostgresStore  # the optional postgres extra (checked at config load)
 
     password = options.password.get_secret_value() if options.password else None
     return PostgresStore(
