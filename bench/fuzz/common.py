@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 import atheris
 
+import orjson
+
 with atheris.instrument_imports():
     from router.errors import InputError
-    from router.ingest import Limits
+    from router.ingest import Limits, decode_beacons
 
 LIMITS = Limits(max_body=256 * 1024, max_decompressed=1024 * 1024, max_events=100,
                 max_depth=16, max_fields=200, max_aliases=20)
@@ -23,6 +25,23 @@ LIMITS = Limits(max_body=256 * 1024, max_decompressed=1024 * 1024, max_events=10
 def refused_properly(exc: InputError) -> None:
     """An InputError must carry what a 4xx answer needs."""
     assert 400 <= exc.status < 500 and exc.detail, (exc.status, exc.detail)
+
+
+def beacon_check(content_type: str) -> Callable[[bytes], None]:
+    """The check of ``POST /beacon``'s decoder for one media type: events that the spool can
+    store as JSON, within the limits, or a proper InputError."""
+
+    def check(data: bytes) -> None:
+        try:
+            events = decode_beacons(data, content_type, LIMITS)
+        except InputError as exc:
+            refused_properly(exc)
+            return
+        assert events and len(events) <= LIMITS.max_events
+        assert all(type(e) is dict for e in events)
+        orjson.dumps(events)  # the spool stores every accepted event as JSON
+
+    return check
 
 
 def main(check: Callable[[bytes], None]) -> None:
