@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 
 import atheris
-
 import orjson
 
 with atheris.instrument_imports():
