@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import aiohttp
+from support import until
 from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, _require_browser
 
 from router.config.loader import loads
@@ -39,15 +40,17 @@ admin: {{token: {TOKEN}, listen: same}}
             await page.fill("#token", TOKEN)
             await page.click("#token-form button")
             await page.wait_for_selector("body[data-loaded]")
-            await page.wait_for_function("document.querySelectorAll('#live-stage option')"
-                                         ".length === 2")
+            # Polled with evaluate, not wait_for_function: its in-page polling evaluates a
+            # string, which the dashboard's CSP (no 'unsafe-eval') rightly refuses.
+            await until(lambda: page.evaluate(
+                "document.querySelectorAll('#live-stage option').length === 2"), timeout=30)
             stages = await page.eval_on_selector_all("#live-stage option",
                                                      "os => os.map(o => o.value)")
             assert stages == ["", "archive"]
             before = TAP.subscribers
             await page.click("#live-toggle")
-            await page.wait_for_function(
-                "document.getElementById('live-status').textContent === 'watching…'")
+            await until(lambda: page.evaluate(
+                "document.getElementById('live-status').textContent === 'watching…'"), timeout=30)
             # Until the page shows three: the browser's tap subscribes a moment after the click.
             sent = 0
             async with aiohttp.ClientSession() as http:
