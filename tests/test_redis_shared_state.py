@@ -31,7 +31,8 @@ from support import (
 
 from router.config.loader import loads
 from router.dryrun import dry_run
-from router.spool import RedisSpool, SqliteSpool
+from router.spool import SqliteSpool
+from router.spool.redis import RedisSpool
 from router.web.app import ROUTER, create_app
 
 pytestmark = pytest.mark.redis

@@ -20,7 +20,8 @@ from router.event import Event
 from router.replay import Replay, Selection
 from router.replay.checkpoint import Checkpoint
 from router.replay.progress import ProgressLine
-from router.spool import RedisSpool, SqliteSpool
+from router.spool import SqliteSpool
+from router.spool.redis import RedisSpool
 
 
 def config_text(tmp_path: Path, hook_url: str, archive_url: str, hook_extra: str = "") -> str:

@@ -14,7 +14,8 @@ from support import free_port, until
 
 from router.config.loader import loads
 from router.errors import ConfigError, Unavailable
-from router.spool import RedisSpool, create_spool
+from router.spool import create_spool
+from router.spool.redis import RedisSpool
 
 pytestmark = pytest.mark.redis
 URL = "redis://127.0.0.1:6379/0"

@@ -17,7 +17,8 @@ import redis.asyncio as redis
 from support import require_service
 
 from router.errors import Unavailable
-from router.spool import RedisSpool, Spool, SqliteSpool
+from router.spool import Spool, SqliteSpool
+from router.spool.redis import RedisSpool
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
