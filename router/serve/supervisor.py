@@ -85,14 +85,15 @@ class Supervisor:
         self._stopping_since: float | None = None
         self._clean = True
         self._metrics: multiproc.Directory | None = None
-        self._systemd: sdnotify.Relay | None = None
+        self._relay: sdnotify.Relay | None = None
 
     def run(self) -> int:
         """Start the workers and supervise them until they all stopped; the exit code."""
         check_port_free(self.host, self.port)
         # Before the first fork: every worker writes its metrics where any worker reads them.
         self._metrics = multiproc.Directory()
-        self._systemd = sdnotify.Relay.start(self.count)  # under systemd: READY=1 for all
+        # Speaks for every worker: to systemd (READY=1 …) and to `beacon-router reload`.
+        self._relay = sdnotify.Relay.start(self.count)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             log.info(
@@ -104,20 +105,20 @@ class Supervisor:
             for index in range(self.count):
                 self._spawn(index, old_mask)
             while self.children or (self._restart_at and self._stopping_since is None):
-                waiting = self._systemd is not None and self._systemd.waiting
+                waiting = self._relay is not None and self._relay.waiting
                 info = signal.sigtimedwait(_SIGNALS, 0.1 if waiting else 0.5)
                 if info is not None:
                     self._on_signal(info.si_signo)
                 self._reap()
-                if self._systemd is not None:
-                    self._systemd.poll(set(self.children))
+                if self._relay is not None:
+                    self._relay.poll(set(self.children))
                 self._restart_due(old_mask)
                 self._escalate()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self._metrics.remove()
-            if self._systemd is not None:
-                self._systemd.close()
+            if self._relay is not None:
+                self._relay.close()
         log.info("supervisor stopped", clean=self._clean)
         return 0 if self._clean else 1
 
@@ -128,8 +129,8 @@ class Supervisor:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
                 self._restart_at.clear()
-                if self._systemd is not None:
-                    self._systemd.stopping()
+                if self._relay is not None:
+                    self._relay.stopping()
                 log.info(
                     "stopping workers",
                     signal=signal.Signals(signo).name,
@@ -137,21 +138,24 @@ class Supervisor:
                 )
             self._forward(signo)
         elif signo == signal.SIGHUP:
-            if self._systemd is not None:
-                self._systemd.reloading(set(self.children))
-            self._reload()
+            started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            errors = self._reload()
+            if self._relay is not None:
+                self._relay.reloading(set(self.children), started, errors)
             self._forward(signo)
 
-    def _reload(self) -> None:
-        """Re-read the config for workers started from now on; the workers reload their own."""
+    def _reload(self) -> list[str]:
+        """Re-read the config for workers started from now on (the workers reload their own);
+        what is wrong with the file, if anything."""
         try:
             self.config = load(self.config_file)
         except ConfigError as exc:
             log.error(
                 "config reload failed; restarted workers keep the previous config", error=str(exc)
             )
-            return
+            return str(exc).splitlines()
         log.info("config reloaded for restarted workers")
+        return []
 
     def _forward(self, signo: int) -> None:
         for pid in list(self.children):
