@@ -193,7 +193,13 @@ class Hash(Filter):
     def __call__(self, event: Event) -> Event | None:
         data = event.data
         for place in self._places:
-            place.replace(data, self._hashed)
+            key = place.key
+            if key is None:
+                place.replace(data, self._hashed)
+                continue
+            value = data.get(key)  # absent, or null: nothing to hide either way
+            if value is not None:
+                data[key] = self.digest(value)
         return event
 
 
@@ -353,5 +359,13 @@ class Bucket(Filter):
                 set_path(data, self._target, label)
             return event
         for place in self._places:
-            place.replace(data, self._labelled)
+            key = place.key
+            if key is None:
+                place.replace(data, self._labelled)
+                continue
+            value = data.get(key, KEEP)
+            if value is not KEEP:
+                label = self._labelled(value)
+                if label is not KEEP:
+                    data[key] = label
         return event

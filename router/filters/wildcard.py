@@ -80,10 +80,13 @@ class Place:
     ``expand`` + ``get_path`` + ``replace_path`` (tests/filters/test_compiled_pipeline.py).
     """
 
-    __slots__ = ("_every", "_general", "_last", "_parent", "path")
+    __slots__ = ("_every", "_general", "_last", "_parent", "key", "path")
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # A top-level key without ``*`` (installation_id): the filters look it up themselves,
+        # one dict lookup where replace() would cost a call and a callback.
+        self.key = path[0] if len(path) == 1 and path[0] != WILDCARD else None
         self._parent = path[:-1]
         self._last = path[-1]
         self._every = self._last == WILDCARD and not has_wildcard(self._parent)
@@ -94,7 +97,16 @@ class Place:
         if self._general:
             self._replace_expanded(data, new_value)
             return
-        node = _walk(data, self._parent) if self._parent else data
+        node = data
+        for part in self._parent:  # _walk's loop, inline: this runs per path per event
+            if isinstance(node, dict):
+                node = node.get(part, _ABSENT)
+                if node is _ABSENT:
+                    return
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return
         if self._every:
             if isinstance(node, dict):
                 # Replacing values does not change the keys, so iterating while writing is safe.
