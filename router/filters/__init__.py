@@ -47,7 +47,7 @@ class Pipeline:
         # Per step, the sources its ``when: {source: …}`` admits (None: decided per event);
         # from them, per source, the steps that apply with that test gone (see _steps_for).
         self._sources: list[frozenset[str] | None] = []
-        self._by_source: dict[str, list[Step]] = {}
+        self._by_source: dict[str, list[FilterFn]] = {}
         # Consecutive plain steps, then the batch step that follows them (None at the end).
         self._stages: list[tuple[Pipeline, BatchStep | None]] = []
         scopes: Counter[str] = Counter()
@@ -88,22 +88,31 @@ class Pipeline:
         steps = self._by_source.get(event.source)
         if steps is None:
             steps = self._steps_for(event.source)
-        for name, step, when in steps:
-            if when is not None and not when(event):
-                continue
-            result = step(event)
-            if result is None:
+        # The loop is the pipeline's own cost per step: one call and one test, nothing else.
+        for step in steps:
+            event = step(event)  # type: ignore[assignment]
+            if event is None:
                 if self._on_drop is not None:
-                    self._on_drop(name, step.drop_reason)
+                    self._dropped_by(step)
                 return None
-            event = result
         return event
 
-    def _steps_for(self, source: str) -> list[Step]:
-        """The steps an event from ``source`` goes through, ``when: {source: …}`` decided."""
-        steps = [(name, step, None if admits is not None else when)
-                 for (name, step, when), admits in zip(self._steps, self._sources, strict=True)
-                 if admits is None or source in admits]
+    def _dropped_by(self, step: FilterFn) -> None:
+        assert self._on_drop is not None
+        inner = step.step if isinstance(step, _When) else step
+        for name, candidate, _ in self._steps:
+            if candidate is inner:
+                self._on_drop(name, candidate.drop_reason)
+                return
+
+    def _steps_for(self, source: str) -> list[FilterFn]:
+        """The steps an event from ``source`` goes through, ``when: {source: …}`` decided, each
+        a plain callable (a ``when:`` left to decide per event wraps its step)."""
+        steps: list[FilterFn] = []
+        for (_, step, when), admits in zip(self._steps, self._sources, strict=True):
+            if admits is not None and source not in admits:
+                continue
+            steps.append(step if admits is not None or when is None else _When(step, when))
         if len(self._by_source) < 64:  # sources are a handful; a client cannot add any
             self._by_source[source] = steps
         return steps
@@ -139,6 +148,19 @@ class Pipeline:
         kept = Pipeline._of(self._steps, lambda name, reason: why.append(f"{name}: {reason}"))(
             event)
         return kept, (why[0] if why else None)
+
+
+class _When:
+    """A step whose ``when:`` is decided per event: an event it does not hold for passes as is."""
+
+    __slots__ = ("step", "when")
+
+    def __init__(self, step: Filter, when: Predicate) -> None:
+        self.step = step
+        self.when = when
+
+    def __call__(self, event: Event) -> Event | None:
+        return self.step(event) if self.when(event) else event
 
 
 # Importing the modules fills FILTERS through @register.

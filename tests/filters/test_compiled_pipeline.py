@@ -215,3 +215,27 @@ def test_a_key_named_star_is_one_key_not_a_recursion_without_end() -> None:
         ("counts", "*"), ("counts", "a")]
     kept = shipped()(Event.new({"counts": {"*": 5, "a": 300}}))
     assert kept is not None and kept.data == {"counts": {"*": "0-10", "a": "201-1000"}}
+
+
+def test_a_drop_is_counted_by_its_filter_with_or_without_a_when() -> None:
+    drops: list[tuple[str, str]] = []
+    config = load_text_config("""
+pipeline:
+  - {type: sample, rate: 0, when: {field: sampled, exists: true}}
+  - {type: opt_out, when: {source: posthog}}
+  - {type: coerce, fields: {n: int}, on_error: drop_event}
+""")
+    pipeline = Pipeline(config.pipeline, on_drop=lambda name, reason: drops.append((name, reason)))
+    assert pipeline(Event.new({"sampled": 1})) is None
+    assert pipeline(Event.new({"telemetry": False}, source="posthog")) is None
+    kept = pipeline(Event.new({"telemetry": False, "n": "1"}))  # opt_out: posthog's only
+    assert kept is not None and kept.data == {"telemetry": False, "n": 1}
+    assert pipeline(Event.new({"n": "x"}, source="posthog")) is None
+    assert drops == [("sample", "sampled_out"), ("opt_out", "opted_out"),
+                     ("coerce", "coerce_failed")]
+
+
+def load_text_config(pipeline_yaml: str) -> Any:
+    from router.config.loader import loads
+    return loads("spool: {type: sqlite, path: ./data/spool.db}\n" + pipeline_yaml
+                 + "backends: {a: {type: file, path: ./data/a.jsonl}}\n", "t.yaml")
