@@ -92,8 +92,13 @@ class Place:
         self._every = self._last == WILDCARD and not has_wildcard(self._parent)
         self._general = has_wildcard(path) and not self._every
 
-    def replace(self, data: Any, new_value: Callable[[Any], Any]) -> None:
-        """Replace each value the path names by ``new_value(value)``, unless that is ``KEEP``."""
+    def replace(self, data: Any, new_value: Callable[[Any], Any],
+                all_values: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Replace each value the path names by ``new_value(value)``, unless that is ``KEEP``.
+
+        ``all_values(obj)``, if given, does the same to every value of an object in one call
+        (``counts.*``: a loop with no call per value).
+        """
         if self._general:
             self._replace_expanded(data, new_value)
             return
@@ -108,7 +113,9 @@ class Place:
             else:
                 return
         if self._every:
-            if isinstance(node, dict):
+            if all_values is not None and isinstance(node, dict):
+                all_values(node)
+            elif isinstance(node, dict):
                 # Replacing values does not change the keys, so iterating while writing is safe.
                 for key, value in node.items():
                     new = new_value(value)
