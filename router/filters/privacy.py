@@ -130,11 +130,13 @@ class Hash(Filter):
     def __call__(self, event: Event) -> Event | None:
         data = event.data
         for place in self._places:
-            key = place.key
-            if key is None:
+            key = place.head
+            if key is not None and key not in data:
+                continue
+            if key is None or not place.single:
                 place.replace(data, self._hashed)
                 continue
-            value = data.get(key)  # absent, or null: nothing to hide either way
+            value = data[key]
             if value is not None:  # digest(), inline: installation_id in every event
                 inner = self._inner.copy()
                 inner.update(value.encode("utf-8") if type(value) is str
@@ -310,13 +312,13 @@ class Bucket(Filter):
                 set_path(data, self._target, label)
             return event
         for place in self._places:
-            key = place.key
-            if key is None:
+            key = place.head
+            if key is not None and key not in data:
+                continue
+            if key is None or not place.single:
                 place.replace(data, self._labelled, self._label_all)
                 continue
-            value = data.get(key, KEEP)
-            if value is not KEEP:
-                label = self._labelled(value)
-                if label is not KEEP:
-                    data[key] = label
+            label = self._labelled(data[key])
+            if label is not KEEP:
+                data[key] = label
         return event

@@ -122,10 +122,18 @@ class RoundTime(Filter):
         for path in self._paths:
             if len(path) == 1:  # `timestamp`: no walk
                 value = data.get(path[0], _MISSING)
-                if value is not _MISSING:
+                if value is _MISSING:
+                    continue
+                # floor()'s first test, here: the common text goes straight to its fast path
+                if (self._within_day and type(value) is str and len(value) == 20
+                        and value[19] == "Z" and value.isascii()):
+                    floored = self._floor_utc_text(value)
+                    if floored is None:
+                        floored = self.floor(value)
+                else:
                     floored = self.floor(value)
-                    if floored is not None:
-                        data[path[0]] = floored
+                if floored is not None:
+                    data[path[0]] = floored
                 continue
             value = get_path(data, path, _MISSING)
             if value is _MISSING:

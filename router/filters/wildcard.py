@@ -80,13 +80,16 @@ class Place:
     ``expand`` + ``get_path`` + ``replace_path`` (tests/filters/test_compiled_pipeline.py).
     """
 
-    __slots__ = ("_every", "_general", "_last", "_parent", "key", "path")
+    __slots__ = ("_every", "_general", "_last", "_parent", "head", "path", "single")
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # A top-level key without ``*`` (installation_id): the filters look it up themselves,
-        # one dict lookup where replace() would cost a call and a callback.
-        self.key = path[0] if len(path) == 1 and path[0] != WILDCARD else None
+        # The top-level key every value the path names lies under (None: it starts with
+        # ``*``). The filters look it up themselves first: where it is absent (most paths,
+        # in most events) there is nothing to do, and where the path is that one key
+        # (``single``: installation_id) nothing more to walk.
+        self.head = path[0] if path[0] != WILDCARD else None
+        self.single = len(path) == 1 and self.head is not None
         self._parent = path[:-1]
         self._last = path[-1]
         self._every = self._last == WILDCARD and not has_wildcard(self._parent)
