@@ -150,6 +150,7 @@ class Hash(Filter):
 # --- bucket --------------------------------------------------------------------------------------
 
 Number = int | float
+_MAX_TABLE = 10_000  # whole numbers labelled in advance, at most
 _NUMERIC = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
 
 
@@ -275,6 +276,13 @@ class Bucket(Filter):
         """The label of values below 0 when the default labels start at 0, else None."""
         self._places = [Place(split_path(p)) for p in options.paths]
         self._target = split_path(options.target) if options.target is not None else None
+        # The label of each whole number from 0 to the last edge, looked up by index: counts
+        # are such numbers, and an index costs less than bisect's call. Anything above the
+        # last edge is in the last bucket; with a last edge below 0 or huge, no table.
+        last = self._edges[-1]
+        self._by_int: tuple[str, ...] = tuple(
+            self.labels[bisect_left(self._edges, i)] for i in range(int(last) + 1)
+        ) if 0 <= last <= _MAX_TABLE else ()
 
     def label(self, value: Any) -> str | None:
         """The bucket label of a number or numeric string; None when the value is not one."""
@@ -288,16 +296,17 @@ class Bucket(Filter):
 
     def _labelled(self, value: Any) -> Any:
         if type(value) is int and value >= 0:  # most counts: label() without its calls
-            return self.labels[bisect_left(self._edges, value)]
+            return (self._by_int[value] if value < len(self._by_int)
+                    else self.labels[bisect_left(self._edges, value)])
         label = self.label(value)
         return KEEP if label is None else label
 
     def _label_all(self, node: dict[str, Any]) -> None:
         # _labelled inline, for every value of one object (counts.*): no call per count.
-        labels, edges = self.labels, self._edges
+        by_int, known = self._by_int, len(self._by_int)
         for key, value in node.items():
-            if type(value) is int and value >= 0:
-                node[key] = labels[bisect_left(edges, value)]
+            if type(value) is int and 0 <= value < known:
+                node[key] = by_int[value]
             else:
                 label = self.label(value)
                 if label is not None:
