@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.config.loader import load
 from router.event import _MISSING, Event, get_path, set_path, split_path
-from router.filters import Pipeline
+from router.filters import Pipeline, privacy
 from router.filters.fields import replace_path
 from router.filters.privacy import Bucket, BucketOptions, Hash, HashOptions, canonical_bytes
 from router.filters.wildcard import expand
@@ -239,3 +240,15 @@ def load_text_config(pipeline_yaml: str) -> Any:
     from router.config.loader import loads
     return loads("spool: {type: sqlite, path: ./data/spool.db}\n" + pipeline_yaml
                  + "backends: {a: {type: file, path: ./data/a.jsonl}}\n", "t.yaml")
+
+
+@pytest.mark.parametrize("sha256", [hashlib.sha256, privacy._sha256], ids=["hashlib", "builtin"])
+def test_hash_is_hmac_with_either_sha256(monkeypatch: pytest.MonkeyPatch, sha256: Any) -> None:
+    # Where CPython has no SHA-256 of its own, hashlib's (OpenSSL's) is used: same digests.
+    monkeypatch.setattr(privacy, "_sha256", sha256)
+    for key in ("k" * 16, "k" * 64, "k" * 65, "ключ-" * 20):
+        hash_ = Hash(HashOptions(fields=["v", "n"], key=key, length=40))
+        event = hash_(Event.new({"v": "installation", "n": [1, {"a": None}]}))
+        expected = {name: hmac.new(key.encode(), canonical_bytes(value), "sha256").hexdigest()[:40]
+                    for name, value in (("v", "installation"), ("n", [1, {"a": None}]))}
+        assert event is not None and event.data == expected
