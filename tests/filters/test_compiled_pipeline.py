@@ -28,6 +28,7 @@ from router.filters import Pipeline, privacy
 from router.filters.fields import replace_path
 from router.filters.privacy import Bucket, BucketOptions, Hash, HashOptions, canonical_bytes
 from router.filters.wildcard import expand
+from router.sources.profile import RequestFacts
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "0123456789abcdef-test-key"
@@ -155,14 +156,19 @@ def test_hash_of_any_key_length_is_hmac(key: str, value: str) -> None:
 
 
 @functools.cache
-def shipped() -> Pipeline:
-    """The shipped config's pipeline (paths in it are relative to the repository)."""
+def shipped_config() -> Any:
+    """The shipped config (paths in it are relative to the repository)."""
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        return Pipeline(load("config/router.yaml", env={"BEACON_HASH_KEY": KEY}).pipeline)
+        return load("config/router.yaml", env={"BEACON_HASH_KEY": KEY})
     finally:
         os.chdir(cwd)
+
+
+@functools.cache
+def shipped() -> Pipeline:
+    return Pipeline(shipped_config().pipeline)
 
 
 def bench_beacon(n: int) -> dict[str, Any]:
@@ -184,10 +190,13 @@ def test_shipped_pipeline_on_the_products_payloads_as_the_reference() -> None:
     payloads = [json.loads((fixtures / name).read_text())
                 for name in sorted(json.loads((fixtures / "index.json").read_text()))
                 if name.endswith(".json")]
+    profiles = shipped_config().profiles.all
     for payload in payloads:
         for one in payload if isinstance(payload, list) else [payload]:
             for source in ("beacon", "posthog", "gitlab"):
                 same_as_reference(pipeline, one, source)
+            for profile in profiles:  # as each profile maps it at ingest
+                same_as_reference(pipeline, profile.map(copy.deepcopy(one), RequestFacts()))
                 # PostHog SDKs nest the counts under properties: the second wildcard path.
                 same_as_reference(pipeline, {"properties": copy.deepcopy(one),
                                              "distinct_id": "d"}, source)
