@@ -41,6 +41,8 @@ def canonical_bytes(value: Any) -> bytes:
         return str(value).encode("utf-8")
 
 
+# --- hash ----------------------------------------------------------------------------------------
+
 def _builtin_sha256() -> Callable[..., Any]:
     """CPython's own SHA-256 where there is one (module ``_sha2``, ``_sha256`` before 3.12), as
     hashlib itself falls back to: copying its state copies a struct, where an OpenSSL context's
@@ -54,8 +56,6 @@ def _builtin_sha256() -> Callable[..., Any]:
 
 
 _sha256 = _builtin_sha256()
-
-# --- hash ----------------------------------------------------------------------------------------
 
 _BLOCK = 64  # SHA-256's block size, in bytes
 _IPAD = bytes(b ^ 0x36 for b in range(256))  # translate tables: each key byte XOR the pad
