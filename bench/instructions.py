@@ -42,6 +42,7 @@ VARIANTS = {
     "router": "router, scenario 1's config (pipeline, store + webhook)",
     "no_delivery": "router, pipeline, no backend delivering (webhook down, no store)",
     "ingest_only": "router, no pipeline, no backend delivering",
+    "ingest_bare": "router, no pipeline, no backend at all: the request path and spool append",
     "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
@@ -60,6 +61,8 @@ CONNECTIONS = 16
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     doc = configs.default(data, upstream_port, store=variant.startswith("router"))
+    if variant == "ingest_bare":  # no retry loop of a refused webhook in the counted window
+        return {**doc, "pipeline": [], "backends": {}}
     if variant in TAPS or variant == "router_admin":  # the taps' same-config baseline
         doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
     if variant != "router":
@@ -141,9 +144,10 @@ class Tap:
             raise RuntimeError(f"the tap showed {self.lines} of {events} events")
 
 
-def count(variant: str, requests: int, up: suite.Upstream) -> int:
-    """Instructions the server executed for ``requests`` beacons (and their delivery)."""
-    work = suite.WORK / f"instructions-{variant}"
+def count(variant: str, requests: int, up: suite.Upstream, against: Path | None = None) -> int:
+    """Instructions the server executed for ``requests`` beacons (and their delivery); with
+    ``against``, the router package of that checkout (PYTHONPATH) rather than this one's."""
+    work = suite.WORK / f"instructions-{variant}{'-against' if against else ''}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     port = free_port()
@@ -158,7 +162,10 @@ def count(variant: str, requests: int, up: suite.Upstream) -> int:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
              f"--callgrind-out-file={work}/callgrind.out.%p", *server],
-            env={**os.environ, **configs.router_env(up.port)}, cwd=suite.REPO,
+            # str hashes are salted per process; fixed, dict and set probes repeat exactly
+            env={**os.environ, **configs.router_env(up.port), "PYTHONHASHSEED": "0",
+                 **({"PYTHONPATH": str(against)} if against else {})},
+            cwd=suite.REPO,
             stdout=subprocess.DEVNULL, stderr=log,
         )
     try:
@@ -191,6 +198,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000,
                         help="counted beacons per variant; a multiple of the store's batch "
                              "(1,000) and the webhook's (100) keeps every batch full")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="also count another checkout's router (PYTHONPATH=DIR), each "
+                             "variant right after this one's: a same-run A/B, e.g. against "
+                             "`git archive main | tar -x -C DIR`; not written to the results")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("bench/instructions.py: valgrind is not installed; run bench/setup", file=sys.stderr)
@@ -204,6 +215,10 @@ def main() -> int:
                                 "instructions_per_request": round(total / args.requests)}
             print(f"{variant:12s} {total / args.requests / 1000:8.1f} k instructions per request",
                   flush=True)
+            if args.against is not None and variant != "bare":
+                other = count(variant, args.requests, up, args.against.resolve())
+                print(f"{'':12s} {other / args.requests / 1000:8.1f} k with {args.against} "
+                      f"({(total - other) / other:+.1%} here)", flush=True)
     finally:
         up.proc.stop()
     out = suite.RESULTS / "instructions.json"
