@@ -9,9 +9,11 @@ product's installation id (GitLab's ``uuid``) is never an event's identity.
 
 from __future__ import annotations
 
-import time
+from functools import lru_cache
+from time import perf_counter
 from typing import Any
 
+import orjson
 from aiohttp import hdrs, web
 
 from .. import auth
@@ -20,9 +22,9 @@ from ..event import Event, get_path, now_iso
 from ..filters import Pipeline
 from ..ingest import decode_beacons, read_body
 from ..ingest.form import decode as decode_form
-from ..sources import FALLBACK, RequestFacts, Resolution
+from ..sources import FALLBACK, Profile, RequestFacts, Resolution
 from .intake import make_durable, request_context
-from .responses import json_response
+from .responses import json_bytes_response
 from .state import ROUTER, Router
 
 SOURCE = "beacon"
@@ -39,40 +41,54 @@ def add_profile_routes(app: web.Application) -> None:
 async def receive_beacons(request: web.Request) -> web.Response:
     """Decode, map by profile, run the pipeline, make durable, then answer as the profile says."""
     router = request.app[ROUTER]
-    started = time.perf_counter()
+    started = perf_counter()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else request.path
+    headers = request.headers
+    method = request.method
+    found: list[Resolution] = []
     try:
         tokens = router.config.sources.beacon.tokens
-        if tokens and not auth.matches(auth.bearer(request.headers.get("Authorization")), tokens):
+        if tokens and not auth.matches(auth.bearer(headers.get(hdrs.AUTHORIZATION)), tokens):
             raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
-        if request.method == "GET":  # a client that reports in its query string
+        if method == "GET":  # a client that reports in its query string
             beacons = decode_form(request.query_string.encode(), router.limits)
         else:
             body = await read_body(request, router.limits)
-            beacons = decode_beacons(body, request.headers.get(hdrs.CONTENT_TYPE), router.limits)
+            beacons = decode_beacons(body, headers.get(hdrs.CONTENT_TYPE), router.limits)
         metrics = router.metrics
         metrics.child(metrics.received, SOURCE).inc(len(beacons))
         profiles = router.config.profiles
-        agent = request.headers.get(hdrs.USER_AGENT)
-        found = [profiles.resolve(route, request.method, agent, b) for b in beacons]
-        facts = RequestFacts(headers=request.headers, path_params=request.match_info)
-        ids = [r.profile.event_uuid(b) for r, b in zip(found, beacons, strict=True)]
-        for resolution, beacon in zip(found, beacons, strict=True):
+        agent = headers.get(hdrs.USER_AGENT)
+        facts = RequestFacts(headers=headers, path_params=request.match_info)
+        ids = []
+        for beacon in beacons:  # each beacon's id is read before its mapping moves fields
+            resolution = profiles.resolve(route, method, agent, beacon)
+            found.append(resolution)
+            ids.append(resolution.profile.event_uuid(beacon))
             resolution.profile.map(beacon, facts)
         await _rate_limit(router, beacons)
-        context = request_context(request)
+        pipeline = _pipeline(found, router.pipeline)
+        # The request context is for filters only: none to run, none to build.
+        context = request_context(request, router) if len(pipeline) else None
         received_at = now_iso()
         await make_durable(router, SOURCE, [
             Event.new(b, uuid=i, received_at=received_at, context=context, profile=r.profile.name)
-            for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=_pipeline(found))
+            for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=pipeline)
     finally:
         router.metrics.child(router.metrics.request_latency, route).observe(
-            time.perf_counter() - started)
-    status, answer = (found[0].profile if found else FALLBACK).answer(len(beacons))
+            perf_counter() - started)
+    status, answer = _answer(found[0].profile if found else FALLBACK, len(beacons))
     if isinstance(answer, str):
         return web.Response(text=answer, status=status)
-    return json_response(answer, status=status)
+    return json_bytes_response(answer, status=status)
+
+
+@lru_cache(maxsize=256)
+def _answer(profile: Profile, accepted: int) -> tuple[int, str | bytes]:
+    """The profile's answer, JSON serialised once per count (a few counts recur: mostly 1)."""
+    status, body = profile.answer(accepted)
+    return status, body if isinstance(body, str) else orjson.dumps(body)
 
 
 async def _rate_limit(router: Router, beacons: list[dict[str, object]]) -> None:
@@ -88,15 +104,13 @@ async def _rate_limit(router: Router, beacons: list[dict[str, object]]) -> None:
         limits.check_installations(ids)
 
 
-def _pipeline(found: list[Resolution]) -> Pipeline | None:
-    """None (the global pipeline), or none at all when the profiles opted out of it."""
-    opted_out = {not r.profile.pipeline for r in found}
-    if opted_out == {True}:
-        return _NO_PIPELINE
-    if len(opted_out) > 1:
+def _pipeline(found: list[Resolution], pipeline: Pipeline) -> Pipeline:
+    """``pipeline`` (the global one), or none at all when the profiles opted out of it."""
+    opted_out = not found[0].profile.pipeline
+    if any((not r.profile.pipeline) is not opted_out for r in found):
         raise BadRequest("the beacons of this request belong to profiles that differ on "
                          "`pipeline:`; send them in separate requests")
-    return None
+    return _NO_PIPELINE if opted_out else pipeline
 
 
 class PostHogProfile:
