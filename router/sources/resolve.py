@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..event import Event
+from ..conditions import Condition
+from ..event import Event, split_path
 from .model import GENERIC_PATH
 from .profile import FALLBACK, Profile
 
@@ -40,9 +41,11 @@ class Resolution:
     reason: str
 
 
-# A resolution decided without the payload, or the shape tests left with the resolution each
-# gives, then the one when none holds (see Profiles._plan).
-_Plan = Resolution | tuple[list[tuple[Callable[[Event], bool] | None, Resolution]], Resolution]
+# A shape test (None: none to pass), a top-level key it needs, and the resolution it gives.
+_Test = tuple[Callable[[Event], bool] | None, str | None, Resolution]
+# A resolution decided without the payload, or the shape tests left, then the resolution
+# when none holds (see Profiles._plan).
+_Plan = Resolution | tuple[list[_Test], Resolution]
 
 
 class Profiles:
@@ -88,9 +91,15 @@ class Profiles:
         if isinstance(plan, Resolution):  # nothing left for the payload to decide
             return plan
         tests, otherwise = plan
-        probe = Event(uuid="", received_at="", name="beacon", data=payload)
-        for test, resolution in tests:
-            if test is None or _holds(test, probe):
+        probe = None
+        for test, needed, resolution in tests:
+            if test is None:
+                return resolution
+            if needed is not None and needed not in payload:
+                continue  # the test cannot hold: not worth a call
+            if probe is None:
+                probe = Event(uuid="", received_at="", name="beacon", data=payload)
+            if _holds(test, probe):
                 return resolution
         return otherwise
 
@@ -116,9 +125,11 @@ class Profiles:
             rank = (on_path, profile.user_agent is not None, profile.shape is not None)
             ranked.append((rank, profile, why))
         ranked.sort(key=lambda r: r[0], reverse=True)  # stable: declaration order among equals
-        tests: list[tuple[Callable[[Event], bool] | None, Resolution]] = []
+        tests: list[_Test] = []
         for _, profile, why in ranked:
-            tests.append((profile.shape, Resolution(profile, "; ".join(why))))
+            shape = profile.config.match.shape
+            tests.append((profile.shape, None if shape is None else _needed_key(shape),
+                          Resolution(profile, "; ".join(why))))
             if profile.shape is None:
                 break
         listed = self._on_path.get(path)
@@ -131,13 +142,31 @@ class Profiles:
         if not tests:
             return otherwise
         if tests[0][0] is None:
-            return tests[0][1]
+            return tests[0][2]
         return tests, otherwise
 
     def for_route(self, path: str) -> list[Profile]:
         """The profiles listing ``path`` (what `check` shows), or the fallback for /beacon."""
         listed = self._on_path.get(path, [])
         return listed or ([FALLBACK] if path == GENERIC_PATH else [])
+
+
+def _needed_key(condition: Condition) -> str | None:
+    """A top-level key of the payload without which ``condition`` cannot hold, or None.
+
+    A field test other than ``exists: false`` fails on a missing field (equals, in and matches
+    never match the missing value), so it needs the field's first key; ``all`` needs what any
+    of its parts needs; ``any``, ``not`` and ``source`` promise nothing here."""
+    given = condition.model_fields_set
+    if "all" in given:
+        for part in condition.all or ():
+            key = _needed_key(part)
+            if key is not None:
+                return key
+        return None
+    if condition.field is not None and not ("exists" in given and not condition.exists):
+        return split_path(condition.field)[0]
+    return None
 
 
 def _holds(shape: Callable[[Event], bool], probe: Event) -> bool:

@@ -1,5 +1,6 @@
-"""Profile resolution decided per (path, method, User-Agent) and kept: the same answer, reason
-included, as testing every candidate for every beacon (the rules of docs/sources.md)."""
+"""Profile resolution decided per (path, method, User-Agent) and kept, shape tests skipped when
+the payload lacks a key they need: the same answer, reason included, as testing every candidate
+for every beacon (the rules of docs/sources.md)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ def reference(profiles: Profiles, path, method, user_agent, payload):
 
 AGENTS = [None, "A/1", "B/2", "A/1 B/2", "curl/8"]
 SHAPES = [None, {"field": "k", "exists": True}, {"field": "v", "equals": 1},
-          {"field": "s", "matches": "^x"}]
+          {"field": "s", "matches": "^x"}, {"field": "k", "exists": False},
+          {"field": "v", "in": [2, None]}, {"field": "k.x", "exists": True},
+          {"all": [{"field": "k", "exists": True}, {"field": "v", "equals": 2}]},
+          {"any": [{"field": "k", "exists": True}, {"field": "s", "equals": "ya"}]},
+          {"not": {"field": "v", "equals": 1}}]
 
 
 @st.composite
@@ -78,7 +83,8 @@ def profile_sets(draw):
 
 
 payloads = st.fixed_dictionaries({}, optional={
-    "k": st.just(1), "v": st.sampled_from([1, 2]), "s": st.sampled_from(["xa", "ya", 3])})
+    "k": st.sampled_from([1, {"x": 1}, {}]), "v": st.sampled_from([1, 2, None]),
+    "s": st.sampled_from(["xa", "ya", 3])})
 
 
 @settings(max_examples=300, deadline=None)
