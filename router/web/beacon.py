@@ -22,6 +22,7 @@ from ..event import Event, get_path, now_iso
 from ..filters import Pipeline
 from ..ingest import decode_beacons, read_body
 from ..ingest.form import decode as decode_form
+from ..metrics import Metrics
 from ..sources import FALLBACK, Profile, RequestFacts, Resolution
 from .intake import make_durable, request_context
 from .responses import json_bytes_response
@@ -33,55 +34,73 @@ _NO_PIPELINE = Pipeline()  # a profile with `pipeline: false` (an explicit priva
 
 def add_profile_routes(app: web.Application) -> None:
     """Serve /beacon and each profile's paths with the methods its clients use."""
-    for path, methods in app[ROUTER].config.profiles.routes().items():
+    router = app[ROUTER]
+    for path, methods in router.config.profiles.routes().items():
+        handler = BeaconRoute(router, path).receive
         for method in sorted(methods):
-            app.router.add_route(method, path, receive_beacons)
+            app.router.add_route(method, path, handler)
 
 
-async def receive_beacons(request: web.Request) -> web.Response:
-    """Decode, map by profile, run the pipeline, make durable, then answer as the profile says."""
-    router = request.app[ROUTER]
-    started = perf_counter()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else request.path
-    headers = request.headers
-    method = request.method
-    found: list[Resolution] = []
-    try:
-        tokens = router.config.sources.beacon.tokens
-        if tokens and not auth.matches(auth.bearer(headers.get(hdrs.AUTHORIZATION)), tokens):
-            raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
-        if method == "GET":  # a client that reports in its query string
-            beacons = decode_form(request.query_string.encode(), router.limits)
-        else:
-            body = await read_body(request, router.limits)
-            beacons = decode_beacons(body, headers.get(hdrs.CONTENT_TYPE), router.limits)
-        metrics = router.metrics
-        metrics.child(metrics.received, SOURCE).inc(len(beacons))
-        profiles = router.config.profiles
-        agent = headers.get(hdrs.USER_AGENT)
-        facts = RequestFacts(headers=headers, path_params=request.match_info)
-        ids = []
-        for beacon in beacons:  # each beacon's id is read before its mapping moves fields
-            resolution = profiles.resolve(route, method, agent, beacon)
-            found.append(resolution)
-            ids.append(resolution.profile.event_uuid(beacon))
-            resolution.profile.map(beacon, facts)
-        await _rate_limit(router, beacons)
-        pipeline = _pipeline(found, router.pipeline)
-        # The request context is for filters only: none to run, none to build.
-        context = request_context(request, router) if len(pipeline) else None
-        received_at = now_iso()
-        await make_durable(router, SOURCE, [
-            Event.new(b, uuid=i, received_at=received_at, context=context, profile=r.profile.name)
-            for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=pipeline)
-    finally:
-        router.metrics.child(router.metrics.request_latency, route).observe(
-            perf_counter() - started)
-    status, answer = _answer(found[0].profile if found else FALLBACK, len(beacons))
-    if isinstance(answer, str):
-        return web.Response(text=answer, status=status)
-    return json_bytes_response(answer, status=status)
+class BeaconRoute:
+    """One path's handler, holding what every request on it would otherwise look up again:
+    the router, the route's name and its metric series."""
+
+    def __init__(self, router: Router, route: str) -> None:
+        self.router, self.route = router, route
+        self._metrics: Metrics | None = None
+        self._received: Any = None
+        self._latency: Any = None
+
+    def _series(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._received = metrics.child(metrics.received, SOURCE)
+        self._latency = metrics.child(metrics.request_latency, self.route)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """Decode, map by profile, run the pipeline, make durable, then answer as the profile
+        says."""
+        router, route = self.router, self.route
+        if router.metrics is not self._metrics:  # the first request
+            self._series(router.metrics)
+        started = perf_counter()
+        headers = request.headers
+        method = request.method
+        found: list[Resolution] = []
+        try:
+            tokens = router.config.sources.beacon.tokens
+            if tokens and not auth.matches(auth.bearer(headers.get(hdrs.AUTHORIZATION)),
+                                           tokens):
+                raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
+            if method == "GET":  # a client that reports in its query string
+                beacons = decode_form(request.query_string.encode(), router.limits)
+            else:
+                body = await read_body(request, router.limits)
+                beacons = decode_beacons(body, headers.get(hdrs.CONTENT_TYPE), router.limits)
+            self._received.inc(len(beacons))
+            profiles = router.config.profiles
+            agent = headers.get(hdrs.USER_AGENT)
+            facts = RequestFacts(headers=headers, path_params=request.match_info)
+            ids = []
+            for beacon in beacons:  # each beacon's id is read before its mapping moves fields
+                resolution = profiles.resolve(route, method, agent, beacon)
+                found.append(resolution)
+                ids.append(resolution.profile.event_uuid(beacon))
+                resolution.profile.map(beacon, facts)
+            await _rate_limit(router, beacons)
+            pipeline = _pipeline(found, router.pipeline)
+            # The request context is for filters only: none to run, none to build.
+            context = request_context(request, router) if len(pipeline) else None
+            received_at = now_iso()
+            await make_durable(router, SOURCE, [
+                Event.new(b, uuid=i, received_at=received_at, context=context,
+                          profile=r.profile.name)
+                for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=pipeline)
+        finally:
+            self._latency.observe(perf_counter() - started)
+        status, answer = _answer(found[0].profile if found else FALLBACK, len(beacons))
+        if isinstance(answer, str):
+            return web.Response(text=answer, status=status)
+        return json_bytes_response(answer, status=status)
 
 
 @lru_cache(maxsize=256)
