@@ -125,11 +125,12 @@ async def _rate_limit(router: Router, beacons: list[dict[str, object]]) -> None:
 
 def _pipeline(found: list[Resolution], pipeline: Pipeline) -> Pipeline:
     """``pipeline`` (the global one), or none at all when the profiles opted out of it."""
-    opted_out = not found[0].profile.pipeline
-    if any((not r.profile.pipeline) is not opted_out for r in found):
-        raise BadRequest("the beacons of this request belong to profiles that differ on "
-                         "`pipeline:`; send them in separate requests")
-    return _NO_PIPELINE if opted_out else pipeline
+    keeps = found[0].profile.pipeline
+    for resolution in found:
+        if resolution.profile.pipeline != keeps:
+            raise BadRequest("the beacons of this request belong to profiles that differ on "
+                             "`pipeline:`; send them in separate requests")
+    return pipeline if keeps else _NO_PIPELINE
 
 
 class PostHogProfile:

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aiohttp import hdrs, web
+from multidict import istr
 
 from ..event import Event, RequestContext
 from ..filters import Pipeline
 from ..tap import PIPELINE, TAP
 from .state import ROUTER, Router
+
+_DNT, _GPC = istr("DNT"), istr("Sec-GPC")  # istr: case-folded once, not on every lookup
 
 
 async def make_durable(router: Router, source: str, events: Iterable[Event],
@@ -47,12 +50,13 @@ async def make_durable(router: Router, source: str, events: Iterable[Event],
     return len(kept)
 
 
-def request_context(request: web.Request, router: Router | None = None) -> RequestContext:
-    """The request facts filters may use; held in memory only."""
+def request_context(request: web.Request, router: Router | None = None,
+                    token: str | None = None) -> RequestContext:
+    """The request facts filters may use, and the source's ``token``; held in memory only."""
     headers = request.headers
-    return RequestContext(dnt=headers.get("DNT") == "1", gpc=headers.get("Sec-GPC") == "1",
+    return RequestContext(dnt=headers.get(_DNT) == "1", gpc=headers.get(_GPC) == "1",
                           client_ip=client_ip(request, router),
-                          user_agent=headers.get(hdrs.USER_AGENT))
+                          user_agent=headers.get(hdrs.USER_AGENT), token=token)
 
 
 def client_ip(request: web.Request, router: Router | None = None) -> str | None:
