@@ -43,6 +43,7 @@ VARIANTS = {
     "no_delivery": "router, pipeline, no backend delivering (webhook down, no store)",
     "ingest_only": "router, no pipeline, no backend delivering",
     "ingest_bare": "router, no pipeline, no backend at all: the request path and spool append",
+    "capture_bare": "ingest_bare, but PostHog capture events (POST /capture/) instead of beacons",
     "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
@@ -56,12 +57,18 @@ BEACON = (
     '"projects":3,"goals":4,"spaces":1},"usage_metrics":{"active_users_7d":3,"logins_30d":9},'
     '"features_enabled":["sso","ai_summaries"],"telemetry":true}'
 )
+CAPTURE = (
+    '{"api_key":"phc_bench","event":"installation_heartbeat","distinct_id":"5eed%04x-0001-4a1e-'
+    '9f3c-%012x","properties":{"$lib":"posthog-python","version":"2.4.1","os":"linux",'
+    '"deployment_type":"docker-compose","users":%d,"projects":3,"features_enabled":["sso"]},'
+    '"timestamp":"2025-11-28T00:10:11Z"}'
+)
 CONNECTIONS = 16
 
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     doc = configs.default(data, upstream_port, store=variant.startswith("router"))
-    if variant == "ingest_bare":  # no retry loop of a refused webhook in the counted window
+    if variant in ("ingest_bare", "capture_bare"):  # no refused webhook's retries counted
         return {**doc, "pipeline": [], "backends": {}}
     if variant in TAPS or variant == "router_admin":  # the taps' same-config baseline
         doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
@@ -75,17 +82,20 @@ def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     return doc
 
 
-def send(port: int, count: int, start: int) -> None:
-    """``count`` beacons over CONNECTIONS keep-alive connections, each answer awaited."""
+def send(port: int, count: int, start: int, capture: bool = False) -> None:
+    """``count`` beacons (PostHog capture events with ``capture``) over CONNECTIONS keep-alive
+    connections, each answer awaited."""
+    path, template, status = ((b"/capture/", CAPTURE, b"200") if capture
+                              else (b"/beacon", BEACON, b"202"))
     socks = [socket.create_connection((LOOPBACK, port)) for _ in range(CONNECTIONS)]
     try:
         n = start
         while n < start + count:
             for sock in socks:
-                body = (BEACON % (n % 0xFFFF, n, n % 500)).encode()
+                body = (template % (n % 0xFFFF, n, n % 500)).encode()
                 sock.sendall(
-                    b"POST /beacon HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                    b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (path, len(body), body)
                 )
                 n += 1
             for sock in socks:
@@ -95,7 +105,7 @@ def send(port: int, count: int, start: int) -> None:
                     if not part:
                         raise RuntimeError("the server closed the connection")
                     answer += part
-                if not answer.startswith(b"HTTP/1.1 202"):
+                if not answer.startswith(b"HTTP/1.1 " + status):
                     raise RuntimeError(f"unexpected answer: {answer[:120]!r}")
     finally:
         for sock in socks:
@@ -170,13 +180,14 @@ def count(variant: str, requests: int, up: suite.Upstream, against: Path | None 
         )
     try:
         wait_port(port, timeout=300, proc=proc)
-        send(port, requests, 0)  # warm-up: imports, caches, the first batches
+        capture = variant == "capture_bare"
+        send(port, requests, 0, capture)  # warm-up: imports, caches, the first batches
         if variant != "bare":
             drained(port)
         tap = Tap(port, TAPS[variant]) if variant in TAPS else None
         control = ["callgrind_control", "--instr=on", str(proc.pid)]
         subprocess.run(control, check=True, capture_output=True)
-        send(port, requests, requests)
+        send(port, requests, requests, capture)
         if variant != "bare":
             drained(port)
         control[1] = "--instr=off"
