@@ -12,6 +12,8 @@ empty, so delivery is counted too. Counted: every thread of the server process.
 
     .venv/bin/python bench/instructions.py                 # bare, router, and its parts, ~4 min
     .venv/bin/python bench/instructions.py --only bare,router --requests 2000
+    mkdir /tmp/main && git archive main | tar -x -C /tmp/main    # a same-run A/B against main:
+    .venv/bin/python bench/instructions.py --only ingest_bare --requests 2000 --against /tmp/main
 
 Needs valgrind (Debian package; bench/setup installs it). Writes bench/results/instructions.json.
 """
