@@ -12,6 +12,8 @@ empty, so delivery is counted too. Counted: every thread of the server process.
 
     .venv/bin/python bench/instructions.py                 # bare, router, and its parts, ~4 min
     .venv/bin/python bench/instructions.py --only bare,router --requests 2000
+    mkdir /tmp/main && git archive main | tar -x -C /tmp/main    # a same-run A/B against main:
+    .venv/bin/python bench/instructions.py --only ingest_bare --requests 2000 --against /tmp/main
 
 Needs valgrind (Debian package; bench/setup installs it). Writes bench/results/instructions.json.
 """
@@ -42,6 +44,8 @@ VARIANTS = {
     "router": "router, scenario 1's config (pipeline, store + webhook)",
     "no_delivery": "router, pipeline, no backend delivering (webhook down, no store)",
     "ingest_only": "router, no pipeline, no backend delivering",
+    "ingest_bare": "router, no pipeline, no backend at all: the request path and spool append",
+    "capture_bare": "ingest_bare, but PostHog capture events (POST /capture/) instead of beacons",
     "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
@@ -55,11 +59,19 @@ BEACON = (
     '"projects":3,"goals":4,"spaces":1},"usage_metrics":{"active_users_7d":3,"logins_30d":9},'
     '"features_enabled":["sso","ai_summaries"],"telemetry":true}'
 )
+CAPTURE = (
+    '{"api_key":"phc_bench","event":"installation_heartbeat","distinct_id":"5eed%04x-0001-4a1e-'
+    '9f3c-%012x","properties":{"$lib":"posthog-python","version":"2.4.1","os":"linux",'
+    '"deployment_type":"docker-compose","users":%d,"projects":3,"features_enabled":["sso"]},'
+    '"timestamp":"2025-11-28T00:10:11Z"}'
+)
 CONNECTIONS = 16
 
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     doc = configs.default(data, upstream_port, store=variant.startswith("router"))
+    if variant in ("ingest_bare", "capture_bare"):  # no refused webhook's retries counted
+        return {**doc, "pipeline": [], "backends": {}}
     if variant in TAPS or variant == "router_admin":  # the taps' same-config baseline
         doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
     if variant != "router":
@@ -72,17 +84,20 @@ def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     return doc
 
 
-def send(port: int, count: int, start: int) -> None:
-    """``count`` beacons over CONNECTIONS keep-alive connections, each answer awaited."""
+def send(port: int, count: int, start: int, capture: bool = False) -> None:
+    """``count`` beacons (PostHog capture events with ``capture``) over CONNECTIONS keep-alive
+    connections, each answer awaited."""
+    path, template, status = ((b"/capture/", CAPTURE, b"200") if capture
+                              else (b"/beacon", BEACON, b"202"))
     socks = [socket.create_connection((LOOPBACK, port)) for _ in range(CONNECTIONS)]
     try:
         n = start
         while n < start + count:
             for sock in socks:
-                body = (BEACON % (n % 0xFFFF, n, n % 500)).encode()
+                body = (template % (n % 0xFFFF, n, n % 500)).encode()
                 sock.sendall(
-                    b"POST /beacon HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                    b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (path, len(body), body)
                 )
                 n += 1
             for sock in socks:
@@ -92,7 +107,7 @@ def send(port: int, count: int, start: int) -> None:
                     if not part:
                         raise RuntimeError("the server closed the connection")
                     answer += part
-                if not answer.startswith(b"HTTP/1.1 202"):
+                if not answer.startswith(b"HTTP/1.1 " + status):
                     raise RuntimeError(f"unexpected answer: {answer[:120]!r}")
     finally:
         for sock in socks:
@@ -141,9 +156,10 @@ class Tap:
             raise RuntimeError(f"the tap showed {self.lines} of {events} events")
 
 
-def count(variant: str, requests: int, up: suite.Upstream) -> int:
-    """Instructions the server executed for ``requests`` beacons (and their delivery)."""
-    work = suite.WORK / f"instructions-{variant}"
+def count(variant: str, requests: int, up: suite.Upstream, against: Path | None = None) -> int:
+    """Instructions the server executed for ``requests`` beacons (and their delivery); with
+    ``against``, the router package of that checkout (PYTHONPATH) rather than this one's."""
+    work = suite.WORK / f"instructions-{variant}{'-against' if against else ''}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     port = free_port()
@@ -158,18 +174,22 @@ def count(variant: str, requests: int, up: suite.Upstream) -> int:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
              f"--callgrind-out-file={work}/callgrind.out.%p", *server],
-            env={**os.environ, **configs.router_env(up.port)}, cwd=suite.REPO,
+            # str hashes are salted per process; fixed, dict and set probes repeat exactly
+            env={**os.environ, **configs.router_env(up.port), "PYTHONHASHSEED": "0",
+                 **({"PYTHONPATH": str(against)} if against else {})},
+            cwd=suite.REPO,
             stdout=subprocess.DEVNULL, stderr=log,
         )
     try:
         wait_port(port, timeout=300, proc=proc)
-        send(port, requests, 0)  # warm-up: imports, caches, the first batches
+        capture = variant == "capture_bare"
+        send(port, requests, 0, capture)  # warm-up: imports, caches, the first batches
         if variant != "bare":
             drained(port)
         tap = Tap(port, TAPS[variant]) if variant in TAPS else None
         control = ["callgrind_control", "--instr=on", str(proc.pid)]
         subprocess.run(control, check=True, capture_output=True)
-        send(port, requests, requests)
+        send(port, requests, requests, capture)
         if variant != "bare":
             drained(port)
         control[1] = "--instr=off"
@@ -191,6 +211,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000,
                         help="counted beacons per variant; a multiple of the store's batch "
                              "(1,000) and the webhook's (100) keeps every batch full")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="also count another checkout's router (PYTHONPATH=DIR), each "
+                             "variant right after this one's: a same-run A/B, e.g. against "
+                             "`git archive main | tar -x -C DIR`; not written to the results")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("bench/instructions.py: valgrind is not installed; run bench/setup", file=sys.stderr)
@@ -204,6 +228,10 @@ def main() -> int:
                                 "instructions_per_request": round(total / args.requests)}
             print(f"{variant:12s} {total / args.requests / 1000:8.1f} k instructions per request",
                   flush=True)
+            if args.against is not None and variant != "bare":
+                other = count(variant, args.requests, up, args.against.resolve())
+                print(f"{'':12s} {other / args.requests / 1000:8.1f} k with {args.against} "
+                      f"({(total - other) / other:+.1%} here)", flush=True)
     finally:
         up.proc.stop()
     out = suite.RESULTS / "instructions.json"

@@ -103,6 +103,7 @@ class RateLimits:
         self._clock = clock
         self._salt = os.urandom(32)
         self._proxies = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
+        self.trusted_proxies = bool(self._proxies)  # else client_ip is always the peer's address
         self._store = shared
         self.per_ip: TokenBuckets | None = None
         self.per_installation: TokenBuckets | None = None

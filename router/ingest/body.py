@@ -28,7 +28,8 @@ _STEP = 256 * 1024  # decompressed bytes produced per zlib call
 
 async def read_body(request: web.Request, limits: Limits) -> bytes:
     """The request body, decompressed; PayloadTooLarge, UnsupportedMedia or BadRequest if not."""
-    encoding = content_encoding(request.headers.get(hdrs.CONTENT_ENCODING))
+    header = request.headers.get(hdrs.CONTENT_ENCODING)
+    encoding = content_encoding(header) if header else None  # (most beacons: none, no call)
     length = request.content_length
     if length is not None and length > limits.max_body:
         raise PayloadTooLarge(

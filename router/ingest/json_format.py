@@ -15,11 +15,11 @@ _ORJSON_DEPTH_MESSAGE = "depth limit exceeded"  # orjson's own cap (1024), far a
 
 def decode(body: bytes, limits: Limits) -> list[dict[str, Any]]:
     """The events in a JSON body; BadRequest naming the problem and where it is if invalid."""
-    if not body or body.isspace():
-        raise BadRequest("body is empty; send a JSON object or an array of objects")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not body or body.isspace():  # told here, not scanned for on every body
+            raise BadRequest("body is empty; send a JSON object or an array of objects") from None
         if exc.msg == _ORJSON_DEPTH_MESSAGE:
             raise too_deep(limits.max_depth) from exc
         raise BadRequest(

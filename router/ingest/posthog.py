@@ -20,6 +20,7 @@ from base64 import b64decode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -123,7 +124,7 @@ def _payload(
         return _restore_plus(data).encode(), compression
     if not body:
         raise BadRequest("no events: the body is empty and there is no data= parameter")
-    if content_type and parse_media_type(content_type)[0] == "application/x-www-form-urlencoded":
+    if content_type and _media_type(content_type) == "application/x-www-form-urlencoded":
         form = _form(body, limits)
         data = form.get("data")
         if not data:
@@ -293,6 +294,12 @@ def _lift_person_updates(
             top = {**(top or {}), **inside}
         if top is not None:
             data[key] = top
+
+
+@lru_cache(maxsize=64)
+def _media_type(content_type: str) -> str:
+    # Parsed once per distinct header value: an SDK sends the same one with every request.
+    return parse_media_type(content_type)[0]
 
 
 def _is_object(text: bytes) -> bool:

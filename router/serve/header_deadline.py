@@ -70,10 +70,12 @@ class HeaderWatch(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.cut:
             return  # answered and closing: what still comes is read and dropped
-        parsed = self.inner._request_count
-        self.inner.data_received(data)
-        if self.inner._request_count != parsed:
-            self._disarm()  # headers complete: the body has its own deadline
+        inner = self.inner
+        parsed = inner._request_count
+        inner.data_received(data)
+        if inner._request_count != parsed:
+            if self.timer is not None:  # headers complete: the body has its own deadline
+                self._disarm()
             self.header_bytes = 0
         elif self._between_requests() and (self.timer is not None
                                            or _REQUEST_LINE.match(data) is not None):

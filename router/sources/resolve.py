@@ -17,13 +17,20 @@ built-in profile.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..event import Event
+from ..conditions import Condition
+from ..event import Event, split_path
 from .model import GENERIC_PATH
 from .profile import FALLBACK, Profile
+
+# A request's path, method and User-Agent decide most of a beacon's profile, and the few
+# agents a deployment sees repeat: what they decide is kept per (path, method, agent), so a
+# beacon costs at most its shape tests. Clients choose their agent strings, hence the bounds.
+_MAX_PLANS = 512
+_MAX_CACHED_AGENT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,13 @@ class Resolution:
 
     profile: Profile
     reason: str
+
+
+# A shape test (None: none to pass), a top-level key it needs, and the resolution it gives.
+_Test = tuple[Callable[[Event], bool] | None, str | None, Resolution]
+# A resolution decided without the payload, or the shape tests left, then the resolution
+# when none holds (see Profiles._plan).
+_Plan = Resolution | tuple[list[_Test], Resolution]
 
 
 class Profiles:
@@ -52,6 +66,7 @@ class Profiles:
             path: frozenset({m for p in profiles for m in p.methods}
                             | ({"POST"} if path == GENERIC_PATH else set()))
             for path, profiles in self._on_path.items()}
+        self._plans: dict[tuple[str, str, str | None], _Plan] = {}
 
     def __eq__(self, other: object) -> bool:
         # By what they say, not by identity: every backend holds the profiles, and a reload
@@ -77,39 +92,70 @@ class Profiles:
     def resolve(self, path: str, method: str, user_agent: str | None,
                 payload: dict[str, Any]) -> Resolution:
         """The profile of one decoded beacon that arrived on route ``path``."""
-        probe = Event(uuid="", received_at="", name="beacon", data=payload)
-        best: tuple[tuple[bool, bool, bool, bool], Profile, list[str]] | None = None
+        key = (path, method, user_agent)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(path, method, user_agent)
+            if user_agent is None or len(user_agent) <= _MAX_CACHED_AGENT:
+                if len(self._plans) >= _MAX_PLANS:
+                    self._plans.clear()  # crude but bounded: agents are the clients' to choose
+                self._plans[key] = plan
+        if isinstance(plan, Resolution):  # nothing left for the payload to decide
+            return plan
+        tests, otherwise = plan
+        probe = None
+        for test, needed, resolution in tests:
+            if test is None:
+                return resolution
+            if needed is not None and needed not in payload:
+                continue  # the test cannot hold: not worth a call
+            if probe is None:
+                probe = Event(uuid="", received_at="", name="beacon", data=payload)
+            if _holds(test, probe):
+                return resolution
+        return otherwise
+
+    def _plan(self, path: str, method: str, user_agent: str | None) -> _Plan:
+        """What is left to decide once path, method and User-Agent are known: the candidates
+        whose method and User-Agent tests held, most specific first (a stable sort keeps the
+        first declared ahead among equals), each with its shape test (None: it has none) and
+        its ready-made Resolution; then what takes the beacon when no shape holds. The first
+        candidate without a shape test ends the list, as nothing after it can win; when it is
+        the first of all, the result is one Resolution: the payload is never looked at."""
+        ranked: list[tuple[tuple[bool, bool, bool], Profile, list[str]]] = []
         for profile in self.candidates(path):
-            on_path = path in profile.paths
-            best_possible = (on_path, True, profile.user_agent is not None,
-                             profile.shape is not None)
-            if best is not None and best_possible <= best[0]:
-                continue  # it could at most tie, and the first declared wins a tie: no tests
-            why = [f"path {path} is listed" if on_path else f"recognised on {path}"]
             if method not in profile.methods:
                 continue
-            ua_hit = False
+            on_path = path in profile.paths
+            why = [f"path {path} is listed" if on_path else f"recognised on {path}"]
             if profile.user_agent is not None:
                 if user_agent is None or not profile.user_agent.search(user_agent):
                     continue
-                ua_hit = True
                 why.append(f"User-Agent matches {profile.user_agent.pattern!r}")
-            shape_hit = False
             if profile.shape is not None:
-                if not _holds(profile, probe):
-                    continue
-                shape_hit = True
                 why.append("payload shape matches")
-            rank = (on_path, True, ua_hit, shape_hit)
-            if best is None or rank > best[0]:  # strictly: the first declared wins a tie
-                best = (rank, profile, why)
-        if best is not None:
-            return Resolution(best[1], "; ".join(best[2]))
+            rank = (on_path, profile.user_agent is not None, profile.shape is not None)
+            ranked.append((rank, profile, why))
+        ranked.sort(key=lambda r: r[0], reverse=True)  # stable: declaration order among equals
+        tests: list[_Test] = []
+        for _, profile, why in ranked:
+            shape = profile.config.match.shape
+            tests.append((profile.shape, None if shape is None else _needed_key(shape),
+                          Resolution(profile, "; ".join(why))))
+            if profile.shape is None:
+                break
         listed = self._on_path.get(path)
         if listed and path != GENERIC_PATH:
-            return Resolution(listed[0], f"path {path} is listed; no profile's User-Agent or "
-                                         "shape test held, so its first profile takes it")
-        return Resolution(FALLBACK, f"no profile matched on {path}: the built-in beacon profile")
+            otherwise = Resolution(listed[0], f"path {path} is listed; no profile's User-Agent "
+                                              "or shape test held, so its first profile takes it")
+        else:
+            otherwise = Resolution(FALLBACK, f"no profile matched on {path}: the built-in beacon "
+                                             "profile")
+        if not tests:
+            return otherwise
+        if tests[0][0] is None:
+            return tests[0][2]
+        return tests, otherwise
 
     def for_route(self, path: str) -> list[Profile]:
         """The profiles listing ``path`` (what `check` shows), or the fallback for /beacon."""
@@ -117,10 +163,27 @@ class Profiles:
         return listed or ([FALLBACK] if path == GENERIC_PATH else [])
 
 
-def _holds(profile: Profile, probe: Event) -> bool:
-    assert profile.shape is not None
+def _needed_key(condition: Condition) -> str | None:
+    """A top-level key of the payload without which ``condition`` cannot hold, or None.
+
+    A field test other than ``exists: false`` fails on a missing field (equals, in and matches
+    never match the missing value), so it needs the field's first key; ``all`` needs what any
+    of its parts needs; ``any``, ``not`` and ``source`` promise nothing here."""
+    given = condition.model_fields_set
+    if "all" in given:
+        for part in condition.all or ():
+            key = _needed_key(part)
+            if key is not None:
+                return key
+        return None
+    if condition.field is not None and not ("exists" in given and not condition.exists):
+        return split_path(condition.field)[0]
+    return None
+
+
+def _holds(shape: Callable[[Event], bool], probe: Event) -> bool:
     try:
-        return bool(profile.shape(probe))
+        return bool(shape(probe))
     except (TypeError, ValueError):  # a regex test on a non-string value, e.g.
         return False
 

@@ -9,9 +9,11 @@ product's installation id (GitLab's ``uuid``) is never an event's identity.
 
 from __future__ import annotations
 
-import time
+from functools import lru_cache
+from time import perf_counter
 from typing import Any
 
+import orjson
 from aiohttp import hdrs, web
 
 from .. import auth
@@ -20,9 +22,10 @@ from ..event import Event, get_path, now_iso
 from ..filters import Pipeline
 from ..ingest import decode_beacons, read_body
 from ..ingest.form import decode as decode_form
-from ..sources import FALLBACK, RequestFacts, Resolution
+from ..metrics import Metrics
+from ..sources import FALLBACK, Profile, RequestFacts, Resolution
 from .intake import make_durable, request_context
-from .responses import json_response
+from .responses import json_bytes_response
 from .state import ROUTER, Router
 
 SOURCE = "beacon"
@@ -31,48 +34,80 @@ _NO_PIPELINE = Pipeline()  # a profile with `pipeline: false` (an explicit priva
 
 def add_profile_routes(app: web.Application) -> None:
     """Serve /beacon and each profile's paths with the methods its clients use."""
-    for path, methods in app[ROUTER].config.profiles.routes().items():
+    router = app[ROUTER]
+    for path, methods in router.config.profiles.routes().items():
+        handler = BeaconRoute(router, path).receive
         for method in sorted(methods):
-            app.router.add_route(method, path, receive_beacons)
+            app.router.add_route(method, path, handler)
 
 
-async def receive_beacons(request: web.Request) -> web.Response:
-    """Decode, map by profile, run the pipeline, make durable, then answer as the profile says."""
-    router = request.app[ROUTER]
-    started = time.perf_counter()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else request.path
-    try:
-        tokens = router.config.sources.beacon.tokens
-        if tokens and not auth.matches(auth.bearer(request.headers.get("Authorization")), tokens):
-            raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
-        if request.method == "GET":  # a client that reports in its query string
-            beacons = decode_form(request.query_string.encode(), router.limits)
-        else:
-            body = await read_body(request, router.limits)
-            beacons = decode_beacons(body, request.headers.get(hdrs.CONTENT_TYPE), router.limits)
-        metrics = router.metrics
-        metrics.child(metrics.received, SOURCE).inc(len(beacons))
-        profiles = router.config.profiles
-        agent = request.headers.get(hdrs.USER_AGENT)
-        found = [profiles.resolve(route, request.method, agent, b) for b in beacons]
-        facts = RequestFacts(headers=request.headers, path_params=request.match_info)
-        ids = [r.profile.event_uuid(b) for r, b in zip(found, beacons, strict=True)]
-        for resolution, beacon in zip(found, beacons, strict=True):
-            resolution.profile.map(beacon, facts)
-        await _rate_limit(router, beacons)
-        context = request_context(request)
-        received_at = now_iso()
-        await make_durable(router, SOURCE, [
-            Event.new(b, uuid=i, received_at=received_at, context=context, profile=r.profile.name)
-            for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=_pipeline(found))
-    finally:
-        router.metrics.child(router.metrics.request_latency, route).observe(
-            time.perf_counter() - started)
-    status, answer = (found[0].profile if found else FALLBACK).answer(len(beacons))
-    if isinstance(answer, str):
-        return web.Response(text=answer, status=status)
-    return json_response(answer, status=status)
+class BeaconRoute:
+    """One path's handler, holding what every request on it would otherwise look up again:
+    the router, the route's name and its metric series."""
+
+    def __init__(self, router: Router, route: str) -> None:
+        self.router, self.route = router, route
+        self._metrics: Metrics | None = None
+        self._received: Any = None
+        self._latency: Any = None
+
+    def _series(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._received = metrics.child(metrics.received, SOURCE)
+        self._latency = metrics.child(metrics.request_latency, self.route)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """Decode, map by profile, run the pipeline, make durable, then answer as the profile
+        says."""
+        router, route = self.router, self.route
+        if router.metrics is not self._metrics:  # the first request
+            self._series(router.metrics)
+        started = perf_counter()
+        headers = request.headers
+        method = request.method
+        found: list[Resolution] = []
+        try:
+            tokens = router.config.sources.beacon.tokens
+            if tokens and not auth.matches(auth.bearer(headers.get(hdrs.AUTHORIZATION)),
+                                           tokens):
+                raise Unauthorized("a source token is required: Authorization: Bearer TOKEN")
+            if method == "GET":  # a client that reports in its query string
+                beacons = decode_form(request.query_string.encode(), router.limits)
+            else:
+                body = await read_body(request, router.limits)
+                beacons = decode_beacons(body, headers.get(hdrs.CONTENT_TYPE), router.limits)
+            self._received.inc(len(beacons))
+            profiles = router.config.profiles
+            agent = headers.get(hdrs.USER_AGENT)
+            facts = RequestFacts(headers=headers, path_params=request.match_info)
+            ids = []
+            for beacon in beacons:  # each beacon's id is read before its mapping moves fields
+                resolution = profiles.resolve(route, method, agent, beacon)
+                found.append(resolution)
+                ids.append(resolution.profile.event_uuid(beacon))
+                resolution.profile.map(beacon, facts)
+            await _rate_limit(router, beacons)
+            pipeline = _pipeline(found, router.pipeline)
+            # The request context is for filters only: none to run, none to build.
+            context = request_context(request, router) if len(pipeline) else None
+            received_at = now_iso()
+            await make_durable(router, SOURCE, [
+                Event.new(b, uuid=i, received_at=received_at, context=context,
+                          profile=r.profile.name)
+                for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=pipeline)
+        finally:
+            self._latency.observe(perf_counter() - started)
+        status, answer = _answer(found[0].profile if found else FALLBACK, len(beacons))
+        if isinstance(answer, str):
+            return web.Response(text=answer, status=status)
+        return json_bytes_response(answer, status=status)
+
+
+@lru_cache(maxsize=256)
+def _answer(profile: Profile, accepted: int) -> tuple[int, str | bytes]:
+    """The profile's answer, JSON serialised once per count (a few counts recur: mostly 1)."""
+    status, body = profile.answer(accepted)
+    return status, body if isinstance(body, str) else orjson.dumps(body)
 
 
 async def _rate_limit(router: Router, beacons: list[dict[str, object]]) -> None:
@@ -88,15 +123,14 @@ async def _rate_limit(router: Router, beacons: list[dict[str, object]]) -> None:
         limits.check_installations(ids)
 
 
-def _pipeline(found: list[Resolution]) -> Pipeline | None:
-    """None (the global pipeline), or none at all when the profiles opted out of it."""
-    opted_out = {not r.profile.pipeline for r in found}
-    if opted_out == {True}:
-        return _NO_PIPELINE
-    if len(opted_out) > 1:
-        raise BadRequest("the beacons of this request belong to profiles that differ on "
-                         "`pipeline:`; send them in separate requests")
-    return None
+def _pipeline(found: list[Resolution], pipeline: Pipeline) -> Pipeline:
+    """``pipeline`` (the global one), or none at all when the profiles opted out of it."""
+    keeps = found[0].profile.pipeline
+    for resolution in found:
+        if resolution.profile.pipeline != keeps:
+            raise BadRequest("the beacons of this request belong to profiles that differ on "
+                             "`pipeline:`; send them in separate requests")
+    return pipeline if keeps else _NO_PIPELINE
 
 
 class PostHogProfile:

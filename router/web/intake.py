@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from ..event import Event, RequestContext
 from ..filters import Pipeline
 from ..tap import PIPELINE, TAP
 from .state import ROUTER, Router
+
+_DNT, _GPC = istr("DNT"), istr("Sec-GPC")  # istr: case-folded once, not on every lookup
 
 
 async def make_durable(router: Router, source: str, events: Iterable[Event],
@@ -27,8 +30,10 @@ async def make_durable(router: Router, source: str, events: Iterable[Event],
     try:
         if pipeline.batched:  # a filter's state is shared (Redis): one round trip per request
             kept = await pipeline.run(events)
-        else:
+        elif len(pipeline):
             kept = [e for e in map(pipeline, events) if e is not None]
+        else:  # no steps (a profile's `pipeline: false`, or none configured): nothing to run
+            kept = events
         if not kept:
             return 0
         assert router.spool is not None
@@ -45,14 +50,18 @@ async def make_durable(router: Router, source: str, events: Iterable[Event],
     return len(kept)
 
 
-def request_context(request: web.Request) -> RequestContext:
-    """The request facts filters may use; held in memory only."""
+def request_context(request: web.Request, router: Router | None = None,
+                    token: str | None = None) -> RequestContext:
+    """The request facts filters may use, and the source's ``token``; held in memory only."""
     headers = request.headers
-    return RequestContext(dnt=headers.get("DNT") == "1", gpc=headers.get("Sec-GPC") == "1",
-                          client_ip=client_ip(request), user_agent=headers.get("User-Agent"))
+    return RequestContext(dnt=headers.get(_DNT) == "1", gpc=headers.get(_GPC) == "1",
+                          client_ip=client_ip(request, router),
+                          user_agent=headers.get(hdrs.USER_AGENT), token=token)
 
 
-def client_ip(request: web.Request) -> str | None:
+def client_ip(request: web.Request, router: Router | None = None) -> str | None:
     """The client's address, read through ``limits.trusted_proxies``; memory only, never kept."""
-    return request.app[ROUTER].rate_limits.client_ip(request.remote,
-                                                     request.headers.get("X-Forwarded-For"))
+    limits = (router or request.app[ROUTER]).rate_limits
+    if not limits.trusted_proxies:  # the common case: no header to read
+        return request.remote
+    return limits.client_ip(request.remote, request.headers.get(hdrs.X_FORWARDED_FOR))

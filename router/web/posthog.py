@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import hdrs, web
@@ -106,20 +106,23 @@ def add_posthog_routes(app: web.Application) -> None:
 
 async def capture_v0(request: web.Request) -> web.Response:
     """Capture v0: ``200 {"status": 1}`` (``204`` for ``beacon=1``) once the events are durable."""
-    return await _answer(request, _capture_v0, V0_METHODS)
+    return await _answer(request, _capture_v0, _V0_ALLOWED)
 
 
 async def capture_v1(request: web.Request) -> web.Response:
     """Capture v1: ``200 {"results": {uuid: {"result": "ok"}}}`` once the events are durable."""
-    return await _answer(request, _capture_v1, V1_METHODS)
+    return await _answer(request, _capture_v1, _V1_ALLOWED)
 
 
-async def _answer(request: web.Request, work: Work, methods: tuple[str, ...]) -> web.Response:
+_V0_ALLOWED, _V1_ALLOWED = ", ".join(V0_METHODS), ", ".join(V1_METHODS)  # Allow, CORS
+
+
+async def _answer(request: web.Request, work: Work, allowed: str) -> web.Response:
     """Run ``work``, turning a client's mistake into its 4xx answer; CORS headers on either."""
-    router = request.app[ROUTER]
-    source = request.app[POSTHOG]
+    app = request.app
+    router = app[ROUTER]
+    source = app[POSTHOG]
     started = time.perf_counter()
-    allowed = ", ".join(methods)
     if request.method == "OPTIONS":
         response = web.Response(status=204, headers={hdrs.ALLOW: allowed})
     else:
@@ -191,7 +194,7 @@ async def _make_durable(
 ) -> None:
     """Run the global pipeline on each event and append the survivors to the spool."""
     router.metrics.child(router.metrics.received, SOURCE).inc(len(events))
-    context = replace(request_context(request), token=token)  # memory only, like the client IP
+    context = request_context(request, router, token)  # memory only, like the client IP
     received_at = iso_z(now)
     profile = PostHogProfile(router, request)  # sources: product, common fields, privacy
     await make_durable(router, SOURCE, (

@@ -12,9 +12,10 @@ browser, a CORS error. The router has no flags and no remote config, so it answe
 empty, valid document PostHog sends for a project without any: the SDK then runs on its local
 config. The answers are the same for every token (they reveal nothing), so no token is checked.
 
-:func:`cors_middleware` puts the CORS headers of ``sources.posthog.cors_origins`` on every
-answer of a PostHog path, errors included (a 429 of the rate limit, a 405, a 413…), so a
-browser shows the SDK the real status instead of a CORS failure.
+:func:`with_cors`, called by the ingest guard, puts the CORS headers of
+``sources.posthog.cors_origins`` on every answer of a PostHog path, errors included (a 429 of
+the rate limit, a 405, a 413…), so a browser shows the SDK the real status instead of a CORS
+failure.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from aiohttp import hdrs, web
 
 from .paths import V0_PATHS, V1_PATH
 from .posthog import POSTHOG
-from .responses import Handler, json_response
+from .responses import R, json_response
 
 FLAGS_PATHS = ("/flags", "/decide")
 CONFIG_PREFIX = "/array/"
@@ -113,22 +114,22 @@ def is_posthog_path(path: str) -> bool:
     return path.rstrip("/") in _POSTHOG_PATHS or path.startswith(CONFIG_PREFIX)
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CORS headers on every answer of a PostHog path, whatever answered it (outermost)."""
-    response = await handler(request)
-    if is_posthog_path(request.path) and POSTHOG in request.app:
-        for name, value in request.app[POSTHOG].cors_headers(request, METHODS).items():
-            response.headers.setdefault(name, value)
+def with_cors(request: web.Request, response: R) -> R:
+    """``response`` with CORS headers when it answers a PostHog path, whatever answered it; a
+    handler's own are kept. The ingest guard calls it on every answer of the main app."""
+    if is_posthog_path(request.path):
+        source = request.app.get(POSTHOG)
+        if source is not None:  # the capture API is served
+            for name, value in source.cors_headers(request, METHODS).items():
+                response.headers.setdefault(name, value)
     return response
 
 
 def add_posthog_config_routes(app: web.Application) -> None:
-    """The flags and remote-config endpoints, and CORS on every PostHog path; only where the
-    capture API is served (``sources.posthog`` on)."""
+    """The flags and remote-config endpoints; only where the capture API is served
+    (``sources.posthog`` on). CORS on every PostHog path: :func:`with_cors`."""
     if POSTHOG not in app:
         return
-    app.middlewares.insert(0, cors_middleware)
     for path in FLAGS_PATHS:
         for variant in (path, path + "/"):
             for method in ("GET", "POST", "OPTIONS"):
