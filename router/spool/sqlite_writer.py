@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_backend ON dead_letters (backend, id);
 """
 _COMPACT_CHUNK = 5000        # rows deleted per transaction: keeps each pause short
+# The delivery process's chunks are smaller: its transaction holds the file's one write lock,
+# which the ingest process's next group commit (and its clients' 202s) waits for.
+_COMPACT_CHUNK_SHARED = 1000
 _COMPACT_EVERY = 0.5         # seconds between compaction passes
 _KEEP_FREE_PAGES = 2048      # free pages kept in the file for reuse; beyond, given back
 MAX_GROUP = 4096            # operations folded into one transaction at most
@@ -90,6 +93,10 @@ class SpoolWriter:
     _writer: threading.Thread | None
     _failure: str | None
     _measured_at: float
+    role: str
+
+    def _wake(self) -> None:
+        raise NotImplementedError  # tells the delivery process (sqlite.py)
 
     def _connect(self) -> sqlite3.Connection:
         # One prepared INSERT per row count (1 to _ROWS_PER_INSERT): keep them all cached.
@@ -146,9 +153,16 @@ class SpoolWriter:
                 except queue.Empty:
                     break
             self._commit(conn, group)
+            if self.role == "ingest":  # the delivery process compacts; ingest only appends
+                if self._disk.full and time.monotonic() - last_compaction >= _COMPACT_EVERY:
+                    self._disk.try_leave()  # it may have freed the room meanwhile
+                    last_compaction = time.monotonic()
+                continue
             # One chunk per pass while behind (between write groups, so ingest never waits
             # long), else one check every _COMPACT_EVERY.
             if behind or time.monotonic() - last_compaction >= _COMPACT_EVERY:
+                if self.role == "delivery":  # ingest's own check runs after its appends
+                    self._disk.check()
                 behind = self._compact(conn)
                 last_compaction = time.monotonic()
                 if self._disk.full and not behind:
@@ -229,6 +243,8 @@ class SpoolWriter:
         if self.max_size or time.monotonic() - self._measured_at >= _COMPACT_EVERY:
             self._measure(conn)
         self._disk.check()
+        if appended:
+            self._wake()
         self._resolve(work, None, notify=appended)
 
     def _out_of_space(self, exc: sqlite3.Error) -> bool:
@@ -336,7 +352,8 @@ class SpoolWriter:
         deleted = vacuumed = more = False
         try:
             if first is not None and first <= floor:
-                upto = self._chunk_end(conn, first, min(floor, first + _COMPACT_CHUNK - 1))
+                chunk = _COMPACT_CHUNK_SHARED if self.role == "delivery" else _COMPACT_CHUNK
+                upto = self._chunk_end(conn, first, min(floor, first + chunk - 1))
                 conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
                 deleted, more = True, upto < floor
             # Give space back to the OS, also once a drain has deleted everything: else the
