@@ -9,9 +9,10 @@ One file may be shared by two processes in two *roles* (``serve --delivery proce
 ingest process only appends (``role="ingest"``: no readers, no compaction) and, after each
 commit that added rows, writes one byte to ``wake_fd``; the delivery process reads, moves
 cursors, dead-letters and compacts (``role="delivery"``). SQLite's WAL lets each side's short
-transactions take turns (``busy_timeout``). The delivery side learns of new rows from that
-byte (``watch(fd)``) and, as a fallback, by polling the log's highest id every
-``POLL_SECONDS``. ``role="both"`` is the single process of ``--delivery inline``.
+transactions take turns (``busy_timeout``). The delivery side looks for new rows
+(``refresh_soon``) when that byte arrives (router/serve/delivery_process.py watches the pipe)
+and, as a fallback, polls the log's highest id every ``POLL_SECONDS``. ``role="both"`` is
+the single process of ``--delivery inline``.
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: str | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._watched: int | None = None
         self._refreshing = False
+        self._refresher: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -124,7 +125,6 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
                         backends=orphaned, hint="beacon-router dlq purge --backend NAME")
 
     async def close(self) -> None:
-        self.unwatch()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,28 +180,11 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
 
     # -- delivery side -----------------------------------------------------------------------
 
-    def watch(self, fd: int) -> None:
-        """Delivery role: look for new rows whenever ``fd`` (the read end of the ingest
-        processes' wake-up pipe, non-blocking) becomes readable."""
-        assert self._loop is not None
-        self._watched = fd
-        self._loop.add_reader(fd, self._woken, fd)
-
-    def unwatch(self) -> None:
-        if self._watched is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._watched)
-        self._watched = None
-
-    def _woken(self, fd: int) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.read(fd, 4096)  # one byte or many: one look at the log for all of them
-        self.refresh_soon()
-
     def refresh_soon(self) -> None:
         """Look for rows another process appended, once (several calls meanwhile share it)."""
         if not self._refreshing and self._writer is not None:
             self._refreshing = True
-            asyncio.ensure_future(self._refresh())
+            self._refresher = asyncio.ensure_future(self._refresh())
 
     async def _refresh(self) -> None:
         try:

@@ -34,7 +34,12 @@ async def test_a_wake_up_byte_tells_the_delivery_side_of_new_rows_at_once(path):
     ingest, delivery = await pair(path)
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     ingest.wake_fd = write_end
-    delivery.watch(read_end)
+
+    def woken():
+        os.read(read_end, 4096)
+        delivery.refresh_soon()
+
+    asyncio.get_running_loop().add_reader(read_end, woken)
     try:
         waiter = asyncio.create_task(delivery.wait("a", timeout=30.0))
         await ingest.append(bodies(3))
@@ -42,6 +47,7 @@ async def test_a_wake_up_byte_tells_the_delivery_side_of_new_rows_at_once(path):
         entries = await delivery.read("a", 10)
         assert [e.body for e in entries] == bodies(3)
     finally:
+        asyncio.get_running_loop().remove_reader(read_end)
         await delivery.close()
         await ingest.close()
         os.close(read_end)
