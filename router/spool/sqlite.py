@@ -164,13 +164,6 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         for op in outbox:
             self._ops.put(op)
 
-    def _wake(self) -> None:
-        """Writer thread, after a commit that added rows: tell the delivery process."""
-        if self.wake_fd is not None:
-            # Full pipe (the reader is behind or gone): it has a byte to read already.
-            with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
-                os.write(self.wake_fd, b"\0")
-
     async def writable(self) -> bool:
         if (self._writer is None or not self._writer.is_alive() or self._failure
                 or self._disk.full):
