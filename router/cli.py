@@ -40,7 +40,7 @@ from .web.state import WorkerSlot
 
 DEFAULT_CONFIG = "config/router.yaml"
 CONFIG_ENV = "BEACON_ROUTER_CONFIG"  # the config when --config is not given
-DEFAULT_DELIVERY = "inline"  # serve --delivery: where delivery runs
+DEFAULT_DELIVERY = "process"  # serve --delivery: where delivery runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -134,7 +134,7 @@ class DeliveryProcess:
                         pipeline=Pipeline(self.config.pipeline, on_drop=drop_counter(metrics)))
         router.delivery = Delivery(list(backends.values()), spool, metrics)
         router.delivery.start()
-        return _File(index, lock, spool, router, Reloader(router))
+        return _File(index, lock, spool, router, Reloader(router, counted=False))
 
     def _woken(self, fd: int) -> None:
         with contextlib.suppress(BlockingIOError, OSError):

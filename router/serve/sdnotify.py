@@ -89,8 +89,10 @@ class Relay:
     its :class:`Listener`), and it tells systemd once for all of them: READY=1 when every worker
     listens, READY=1 after a reload when every live worker has reloaded."""
 
-    def __init__(self, count: int, upstream: str) -> None:
-        self.count, self.upstream = count, upstream
+    def __init__(self, count: int, upstream: str, helpers: int = 0) -> None:
+        """``count`` workers listen; ``helpers`` more children (the delivery process) must
+        be ready too before systemd hears READY=1."""
+        self.count, self.upstream, self.helpers = count, upstream, helpers
         self.listener = Listener()
         os.environ[ENV] = self.listener.path  # inherited by every worker forked from now on
         self.ready: set[int] = set()
@@ -98,10 +100,10 @@ class Relay:
         self.reloads: dict[int, str] | None = None  # pid → its verdict, during a reload
 
     @classmethod
-    def start(cls, count: int) -> Relay | None:
+    def start(cls, count: int, helpers: int = 0) -> Relay | None:
         """A relay when systemd listens (``$NOTIFY_SOCKET``), else None."""
         upstream = os.environ.get(ENV, "")
-        return cls(count, upstream) if upstream else None
+        return cls(count, upstream, helpers) if upstream else None
 
     @property
     def waiting(self) -> bool:
@@ -117,7 +119,7 @@ class Relay:
                 status = next((f for f in fields if f.startswith("STATUS=")), "STATUS=")
                 self.reloads[pid] = status.removeprefix("STATUS=")
         self.ready &= live
-        if not self.ready_sent and len(self.ready) >= self.count:
+        if not self.ready_sent and len(self.ready) >= self.count + self.helpers:
             self.ready_sent = True
             self._send("READY=1", f"STATUS={self.count} workers listening")
         if self.reloads is not None:

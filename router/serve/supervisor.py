@@ -104,8 +104,9 @@ class Supervisor:
         check_port_free(self.host, self.port)
         # Before the first fork: every worker writes its metrics where any worker reads them.
         self._metrics = multiproc.Directory()
-        children = self.count + (self.delivery_target is not None)
-        self._systemd = sdnotify.Relay.start(children)  # under systemd: READY=1 for all
+        helpers = int(self.delivery_target is not None)
+        children = self.count + helpers
+        self._systemd = sdnotify.Relay.start(self.count, helpers)  # READY=1 for all
         if self.delivery_target is not None:
             self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             for fd in self._wake:  # inherited across fork (not exec): the children need them

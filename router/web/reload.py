@@ -58,8 +58,11 @@ class ReloadResult:
 class Reloader:
     """Reloads one router's config file (see the module docstring)."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, *, counted: bool = True) -> None:
+        """``counted``: this reload adds to ``config_reloads_total`` (the delivery process's
+        does not: the ingest processes count each file once, as without it)."""
         self.router = router
+        self.counted = counted
         self.last: ReloadResult | None = None
         self.restart_required: list[str] = []  # pending since start, across reloads
         self._lock = asyncio.Lock()
@@ -69,7 +72,8 @@ class Reloader:
         async with self._lock:
             result = await self._reload()
         metrics = self.router.metrics
-        metrics.reloads.labels("success" if result.ok else "failure").inc()
+        if self.counted:
+            metrics.reloads.labels("success" if result.ok else "failure").inc()
         metrics.reload_ok.set(1 if result.ok else 0)
         if result.ok:
             metrics.reload_time.set(time.time())

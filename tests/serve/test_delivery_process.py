@@ -9,12 +9,14 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import aiohttp
 import pytest
 from aiohttp import web
-from support import RouterProcess, WebhookReceiver, free_port, send_beacon, until
+from support import REPO, RouterProcess, WebhookReceiver, free_port, send_beacon, until
 
 CONFIG = """
 spool: {{path: ./spool.db}}
@@ -182,6 +184,8 @@ async def test_readyz_metrics_and_the_admin_api_show_the_delivery_process(separa
             return 'beacon_router_events_delivered_total{backend="hook"} 5.0' in text
 
         await until(delivered_in_metrics, timeout=10)
+        async with http.get(f"{router.url}/admin/tap?backend=hook", headers=ADMIN) as resp:
+            assert resp.status == 409  # not reachable from here yet; the pipeline's tap is
 
         # The backend goes away: the delivery process's health reaches /readyz.
         await receiver.stop()
@@ -279,3 +283,38 @@ async def test_sigterm_stops_ingest_and_delivery_and_exits_0(separate, receiver)
     assert router.terminate() == 0, router.logs()
     assert time.monotonic() - started < 60
     assert '"delivery process stopped"' in router.logs()
+
+
+async def test_status_and_dlq_commands_read_the_files_and_the_delivery_process_health(
+        separate, receiver, tmp_path):
+    receiver.delay = 0.0
+    port = free_port()
+    config = CONFIG.format(port=receiver.port, path="hook").replace(
+        "server: {drain_delay: 0s}", f'server: {{drain_delay: 0s, listen: "127.0.0.1:{port}"}}')
+    router = separate(config)
+    router.port = port
+    router.start()
+    await router.wait_ready()
+    acked: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        await send_beacon(http, router.url, acked)
+        await receiver.wait_for(set(acked))
+
+    def command(*args: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "router.cli", *args, "--config", "router.yaml", "-o", "json"],
+            cwd=tmp_path, capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    status: dict = {}
+
+    async def drained() -> bool:  # the cursor reaches the file just after the ack
+        nonlocal status
+        status = await asyncio.to_thread(command, "status")
+        return status["backends"]["hook"]["queued"] == 0
+
+    await until(drained, timeout=30, interval=0.2)
+    assert status["backends"]["hook"]["health"]["healthy"] is True
+    assert await asyncio.to_thread(command, "dlq", "list", "--backend", "hook") == []
+    assert router.terminate() == 0, router.logs()
