@@ -52,6 +52,7 @@ class Proc:
     ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        log_dir.mkdir(parents=True, exist_ok=True)  # a fresh clone has no bench/results/tmp
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             list(argv),

@@ -1,4 +1,4 @@
-"""The ``beacon-router`` command: serve, check, dry-run.
+"""The ``beacon-router`` command: serve, reload, check, dry-run, ….
 
 The config is ``--config FILE``, else ``$BEACON_ROUTER_CONFIG``, else config/router.yaml.
 ``status``, ``dlq list|show`` and ``stats`` print JSON for scripts with ``--output json``.
@@ -29,7 +29,7 @@ from .dryrun import dry_run
 from .errors import ConfigError, InputError, RouterError, StoreUnavailable
 from .ingest import Limits, decode_beacons
 from .replay import command as replay_command
-from .serve import delivery_process
+from .serve import delivery_process, reload_verdict
 from .serve.server import serve
 from .serve.supervisor import Supervisor
 from .sources.explain import routes_table
@@ -126,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     p = command("tap", _tap, "Print the events a running router handles, as JSON lines "
                              "(needs the admin API).")
     tap_command.add_arguments(p)
+
+    p = sub.add_parser("reload", help=reload_verdict.HELP, description=reload_verdict.HELP)
+    reload_verdict.add_arguments(p)
+    p.set_defaults(run=reload_verdict.run)
 
     output(command("status", _status, "Show each backend's queue, dead letters and health."))
     command("migrate", _migrate, "Create the tables of every store backend, then exit.")

@@ -145,17 +145,28 @@ class DeliveryProcess:
     # -- reload ----------------------------------------------------------------------------
 
     def _reload_soon(self) -> None:
+        sdnotify.reloading()
         task = asyncio.create_task(self._reload(), name="delivery:reload")
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
     async def _reload(self) -> None:
-        results = [await file.reloader.reload() for file in self.files]
-        ok = all(r.ok for r in results)
-        if results and ok:
+        """Every file's backends, with the reload code an inline router runs; the verdict
+        goes to the supervisor, which adds it to the ingest workers' (serve/sdnotify.py)."""
+        try:
+            results = [await file.reloader.reload() for file in self.files]
+            ok = all(r.ok for r in results)
+            errors = list(dict.fromkeys(e for r in results for e in r.errors))
+            later = results[0].restart_required if results else []
+        except Exception:
+            log.exception("reload failed")
+            ok, errors, later = False, ["the reload failed; see the log"], []
+        if self.files and ok:
             self.config = self.files[0].router.config
-        verdict = "applied" if ok else "refused; the running config stays"
-        sdnotify.notify("READY=1", f"STATUS=config reload {verdict}")
+        status = "config reload " + ("applied" if ok else "refused; the running config stays")
+        verdict = {"ok": ok, "errors": errors, "restart_required": later}
+        sdnotify.notify("READY=1", f"STATUS={status}",
+                        f"{sdnotify.VERDICT}={orjson.dumps(verdict).decode()}")
 
     # -- what ops see ----------------------------------------------------------------------
 

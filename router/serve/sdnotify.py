@@ -6,7 +6,9 @@ The router sends:
 
 - ``READY=1`` once it listens (under ``--workers N``: once every worker listens);
 - ``RELOADING=1`` with ``MONOTONIC_USEC=`` when a SIGHUP reload begins, and ``READY=1`` with a
-  ``STATUS=`` naming the verdict when it is over (``Type=notify-reload`` relies on this pair);
+  ``STATUS=`` naming the verdict when it is over (``Type=notify-reload`` relies on this pair),
+  and the verdict as JSON in ``X_BEACON_ROUTER_RELOAD=``, which the ``--workers`` supervisor
+  adds up (systemd ignores ``X_`` fields);
 - ``STOPPING=1`` when the drain begins.
 
 Without ``$NOTIFY_SOCKET`` (not under systemd) every call is a no-op. The supervisor of
@@ -22,6 +24,12 @@ import socket
 import struct
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from . import reload_verdict
 
 ENV = "NOTIFY_SOCKET"
 _CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
@@ -68,7 +76,7 @@ class Listener:
         out: list[tuple[int, set[str]]] = []
         while True:
             try:
-                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+                data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
             except BlockingIOError:
                 return out
             pid = 0
@@ -86,8 +94,10 @@ class Listener:
 
 class Relay:
     """The ``--workers`` supervisor's side: its workers notify it (their ``$NOTIFY_SOCKET`` is
-    its :class:`Listener`), and it tells systemd once for all of them: READY=1 when every worker
-    listens, READY=1 after a reload when every live worker has reloaded."""
+    its :class:`Listener`), and it speaks once for all of them — to systemd when it listens
+    (READY=1 when every worker listens, READY=1 after a reload when every live worker has
+    reloaded) and to a waiting ``beacon-router reload`` (the reload's verdict, every worker's
+    errors together; router/serve/reload_verdict.py)."""
 
     def __init__(self, count: int, upstream: str, helpers: int = 0) -> None:
         """``count`` workers listen; ``helpers`` more children (the delivery process) must
@@ -97,17 +107,17 @@ class Relay:
         os.environ[ENV] = self.listener.path  # inherited by every worker forked from now on
         self.ready: set[int] = set()
         self.ready_sent = False
-        self.reloads: dict[int, str] | None = None  # pid → its verdict, during a reload
+        self.reload: _Reload | None = None  # the reload in progress
 
     @classmethod
-    def start(cls, count: int, helpers: int = 0) -> Relay | None:
-        """A relay when systemd listens (``$NOTIFY_SOCKET``), else None."""
-        upstream = os.environ.get(ENV, "")
-        return cls(count, upstream, helpers) if upstream else None
+    def start(cls, count: int, helpers: int = 0) -> Relay:
+        """A relay to systemd when it listens (``$NOTIFY_SOCKET``); without it only the
+        verdicts for ``beacon-router reload`` go anywhere."""
+        return cls(count, os.environ.get(ENV, ""), helpers)
 
     @property
     def waiting(self) -> bool:
-        return not self.ready_sent or self.reloads is not None
+        return not self.ready_sent or self.reload is not None
 
     def poll(self, live: set[int]) -> None:
         """Read the workers' notifications; tell systemd what they add up to."""
@@ -115,24 +125,21 @@ class Relay:
             if "READY=1" not in fields or pid not in live:
                 continue
             self.ready.add(pid)
-            if self.reloads is not None and pid in self.reloads:
-                status = next((f for f in fields if f.startswith("STATUS=")), "STATUS=")
-                self.reloads[pid] = status.removeprefix("STATUS=")
+            if self.reload is not None and pid in self.reload.verdicts:
+                self.reload.verdicts[pid] = worker_verdict(fields)
         self.ready &= live
         if not self.ready_sent and len(self.ready) >= self.count + self.helpers:
             self.ready_sent = True
             self._send("READY=1", f"STATUS={self.count} workers listening")
-        if self.reloads is not None:
-            self.reloads = {pid: v for pid, v in self.reloads.items() if pid in live}
-            if all(self.reloads.values()):
-                refused = sum("refused" in v for v in self.reloads.values())
-                verdict = (f"refused by {refused} of {len(self.reloads)} workers" if refused
-                           else "applied by every worker")
-                self.reloads = None
-                self._send("READY=1", f"STATUS=config reload {verdict}")
+        if self.reload is not None:
+            self.reload.verdicts = {p: v for p, v in self.reload.verdicts.items() if p in live}
+            if all(v is not None for v in self.reload.verdicts.values()):
+                self._reloaded(self.reload)
+                self.reload = None
 
-    def reloading(self, live: set[int]) -> None:
-        self.reloads = dict.fromkeys(live, "")
+    def reloading(self, live: set[int], started: int, errors: list[str]) -> None:
+        """A SIGHUP reload begins; ``errors``: the supervisor's own reading of the file."""
+        self.reload = _Reload(started, errors, dict.fromkeys(live))
         self._send("RELOADING=1", monotonic_usec())
 
     def stopping(self) -> None:
@@ -142,5 +149,42 @@ class Relay:
         self.listener.close()
         os.environ[ENV] = self.upstream
 
+    def _reloaded(self, reload: _Reload) -> None:
+        verdicts = [v for v in reload.verdicts.values() if v is not None]
+        refused = sum(not v.get("ok") for v in verdicts)
+        if refused:
+            status = f"config reload refused by {refused} of {len(verdicts)} workers"
+        elif reload.errors:  # no worker alive to ask, and the file does not load
+            status = "config reload refused; the running config stays"
+        else:
+            status = "config reload applied by every worker"
+        errors = list(dict.fromkeys(reload.errors + [e for v in verdicts for e in v["errors"]]))
+        later = list(dict.fromkeys(n for v in verdicts for n in v["restart_required"]))
+        self._send("READY=1", f"STATUS={status}")
+        reload_verdict.send(reload.started, not refused and not reload.errors, status, errors,
+                            later)
+
     def _send(self, *fields: str) -> None:
         notify(*fields, address=self.upstream)
+
+
+@dataclass
+class _Reload:
+    started: int  # CLOCK_MONOTONIC ns when the supervisor got the SIGHUP
+    errors: list[str]
+    verdicts: dict[int, dict[str, Any] | None]  # worker pid → its verdict, once it answered
+
+
+VERDICT = "X_BEACON_ROUTER_RELOAD"  # sd_notify(3): custom fields start with X_
+
+
+def worker_verdict(fields: set[str]) -> dict[str, Any]:
+    """A worker's reload verdict from its READY=1 (the JSON in :data:`VERDICT`)."""
+    for field in fields:
+        if field.startswith(VERDICT + "="):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                verdict = orjson.loads(field[len(VERDICT) + 1:])
+                if isinstance(verdict, dict):
+                    return verdict
+    return {"ok": False, "errors": ["a worker answered without its verdict"],
+            "restart_required": []}

@@ -10,8 +10,11 @@ on ``admin.listen`` unless that says ``same``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+import time
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -21,9 +24,9 @@ from ..spool.shards import RoleLocks, shard_path, worker_spool
 from ..spool.sqlite import SqliteSpool
 from ..web.admin import create_admin_app
 from ..web.app import ROUTER, create_app
-from ..web.reload import RELOADER
+from ..web.reload import RELOADER, ReloadResult
 from ..web.state import WORKER, WorkerSlot
-from . import adoption, sdnotify
+from . import adoption, reload_verdict, sdnotify
 from .header_deadline import GuardedSite, raise_open_files_limit
 
 log = structlog.get_logger(__name__)
@@ -107,17 +110,26 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
 def _reload_soon(app: web.Application, running: set[asyncio.Task[object]]) -> None:
     """SIGHUP: reload in a task (a signal handler must not block); the task is kept until done."""
     sdnotify.reloading()
+    started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     task: asyncio.Task[object] = asyncio.create_task(app[RELOADER].reload(), name="reload")
     running.add(task)
     task.add_done_callback(running.discard)
-    task.add_done_callback(_reloaded)
+    task.add_done_callback(functools.partial(_reloaded, started))
 
 
-def _reloaded(task: asyncio.Task[object]) -> None:
-    """Tell systemd the reload is over, and its verdict (details are in the log)."""
+def _reloaded(started: int, task: asyncio.Task[object]) -> None:
+    """Tell systemd (or the ``--workers`` supervisor) the reload is over and its verdict, and
+    a waiting ``beacon-router reload`` too (router/serve/reload_verdict.py)."""
     result = None if task.cancelled() or task.exception() else task.result()
-    verdict = "applied" if getattr(result, "ok", False) else "refused; the running config stays"
-    sdnotify.notify("READY=1", f"STATUS=config reload {verdict}")
+    if isinstance(result, ReloadResult):
+        ok, errors, later = result.ok, result.errors, result.restart_required
+    else:  # the reload itself failed: the log has the traceback
+        ok, errors, later = False, ["the reload failed; see the log"], []
+    status = "config reload " + ("applied" if ok else "refused; the running config stays")
+    verdict = {"ok": ok, "errors": errors, "restart_required": later}
+    sdnotify.notify("READY=1", f"STATUS={status}",
+                    f"{sdnotify.VERDICT}={orjson.dumps(verdict).decode()}")
+    reload_verdict.send(started, ok, status, errors, later)
 
 
 async def _admin_listener(app: web.Application, config: Config) -> web.AppRunner | None:

@@ -97,7 +97,7 @@ class Supervisor:
         self._stopping_since: float | None = None
         self._clean = True
         self._metrics: multiproc.Directory | None = None
-        self._systemd: sdnotify.Relay | None = None
+        self._relay: sdnotify.Relay | None = None
 
     def run(self) -> int:
         """Start the workers and supervise them until they all stopped; the exit code."""
@@ -106,7 +106,8 @@ class Supervisor:
         self._metrics = multiproc.Directory()
         helpers = int(self.delivery_target is not None)
         children = self.count + helpers
-        self._systemd = sdnotify.Relay.start(self.count, helpers)  # READY=1 for all
+        # Speaks for every child: to systemd (READY=1 …) and to `beacon-router reload`.
+        self._relay = sdnotify.Relay.start(self.count, helpers)
         if self.delivery_target is not None:
             self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             for fd in self._wake:  # inherited across fork (not exec): the children need them
@@ -123,13 +124,13 @@ class Supervisor:
             for index in range(children):
                 self._spawn(index, old_mask)
             while self.children or (self._restart_at and self._stopping_since is None):
-                waiting = self._systemd is not None and self._systemd.waiting
+                waiting = self._relay is not None and self._relay.waiting
                 info = signal.sigtimedwait(_SIGNALS, 0.1 if waiting else 0.5)
                 if info is not None:
                     self._on_signal(info.si_signo)
                 self._reap()
-                if self._systemd is not None:
-                    self._systemd.poll(set(self.children))
+                if self._relay is not None:
+                    self._relay.poll(set(self.children))
                 self._restart_due(old_mask)
                 self._escalate()
         finally:
@@ -139,8 +140,8 @@ class Supervisor:
                 os.close(fd)
             if self._run_dir is not None:
                 shutil.rmtree(self._run_dir, ignore_errors=True)
-            if self._systemd is not None:
-                self._systemd.close()
+            if self._relay is not None:
+                self._relay.close()
         log.info("supervisor stopped", clean=self._clean)
         return 0 if self._clean else 1
 
@@ -151,8 +152,8 @@ class Supervisor:
             if self._stopping_since is None:
                 self._stopping_since = time.monotonic()
                 self._restart_at.clear()
-                if self._systemd is not None:
-                    self._systemd.stopping()
+                if self._relay is not None:
+                    self._relay.stopping()
                 log.info(
                     "stopping workers",
                     signal=signal.Signals(signo).name,
@@ -160,21 +161,24 @@ class Supervisor:
                 )
             self._forward(signo)
         elif signo == signal.SIGHUP:
-            if self._systemd is not None:
-                self._systemd.reloading(set(self.children))
-            self._reload()
+            started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            errors = self._reload()
+            if self._relay is not None:
+                self._relay.reloading(set(self.children), started, errors)
             self._forward(signo)
 
-    def _reload(self) -> None:
-        """Re-read the config for workers started from now on; the workers reload their own."""
+    def _reload(self) -> list[str]:
+        """Re-read the config for workers started from now on (the workers reload their own);
+        what is wrong with the file, if anything."""
         try:
             self.config = load(self.config_file)
         except ConfigError as exc:
             log.error(
                 "config reload failed; restarted workers keep the previous config", error=str(exc)
             )
-            return
+            return str(exc).splitlines()
         log.info("config reloaded for restarted workers")
+        return []
 
     def _forward(self, signo: int) -> None:
         for pid in list(self.children):

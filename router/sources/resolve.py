@@ -53,6 +53,18 @@ class Profiles:
                             | ({"POST"} if path == GENERIC_PATH else set()))
             for path, profiles in self._on_path.items()}
 
+    def __eq__(self, other: object) -> bool:
+        # By what they say, not by identity: every backend holds the profiles, and a reload
+        # compares backends to find the changed ones (and restart them). Where they came from
+        # (``origin``, a line number) changes nothing.
+        if not isinstance(other, Profiles):
+            return NotImplemented
+        return [(p.config, p.fallback) for p in self.all] == [
+            (p.config, p.fallback) for p in other.all]
+
+    def __hash__(self) -> int:
+        return hash(tuple(p.name for p in self.all))
+
     def routes(self) -> Mapping[str, frozenset[str]]:
         """Each path to serve and the methods its profiles use (/beacon: POST at least)."""
         return self._routes

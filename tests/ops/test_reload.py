@@ -77,6 +77,17 @@ async def test_a_valid_file_adds_removes_and_changes_backends(router_client, tmp
     assert metric(text, "beacon_router_config_last_reload_successful") == 1
 
 
+async def test_an_untouched_backend_is_not_restarted(router_client, tmp_path):
+    """Backends hold the config's source profiles: equal profiles from a re-read file are not
+    a change (a restart would send its in-flight batch again for nothing)."""
+    client = await router_client(config(backends=FILE_A))
+    status, body = await reload(client)  # the same file
+    assert status == 200 and body["changed"] == [], body
+    rewrite(tmp_path, config(backends=FILE_A + FILE_B))
+    status, body = await reload(client)
+    assert (body["added"], body["removed"], body["changed"]) == (["b"], [], []), body
+
+
 async def test_a_removed_backends_queue_is_kept_until_it_is_added_again(
     router_client, receiver, tmp_path
 ):

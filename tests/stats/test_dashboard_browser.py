@@ -52,21 +52,23 @@ def _require_browser() -> None:
         pytest.skip(message)
 
 
-def synthetic_base() -> tuple[list, dict[str, int], dict[str, int]]:
+def synthetic_base() -> tuple[list, dict[str, int], dict[str, int], dict[str, int]]:
     """A growing installed base that upgrades through three versions; a third of it was
     already there a month before the range.
 
     Returns the beacons, and, computed here independently of the router, the active
-    installations per day and each installation's last platform within the range.
+    installations per day, and the installations per platform and per product (the source
+    profile's, as the shipped config's `product` breakdown shows it) within the range.
     """
     rng = random.Random(7)
-    events, active, last_os = [], defaultdict(set), {}
+    events, active, last_os, product_of = [], defaultdict(set), {}, {}
     for n in range(80):
         joined = START + timedelta(days=rng.randrange(0, 80) if n >= 25 else -30)
         left = END if rng.random() < 0.8 else joined + timedelta(days=rng.randrange(30, 90))
         os_ = rng.choice(["linux", "linux", "linux", "darwin", "windows"])
         deployment = rng.choice(["docker", "docker", "kubernetes", "source"])
         eager = rng.random()
+        product = rng.choice(["operately", "operately", "gitlab", "nextcloud"])
         day = joined
         while day <= min(left, END):
             if rng.random() < 0.9:  # some days an installation is offline
@@ -78,28 +80,33 @@ def synthetic_base() -> tuple[list, dict[str, int], dict[str, int]]:
                     if age > 20 + 20 * eager
                     else "1.4.1"
                 )
-                events.append(beacon(day.isoformat(), f"inst-{n}", version, os_, deployment))
+                events.append(beacon(day.isoformat(), f"inst-{n}", version, os_, deployment,
+                                     product=product))
                 if day >= START:
                     active[day.isoformat()].add(n)
-                    last_os[n] = os_
+                    last_os[n], product_of[n] = os_, product
             day += timedelta(days=1)
     per_os: dict[str, int] = defaultdict(int)
     for os_ in last_os.values():
         per_os[os_] += 1
-    return events, {d: len(s) for d, s in active.items()}, dict(per_os)
+    per_product: dict[str, int] = defaultdict(int)
+    for product in product_of.values():
+        per_product[product] += 1
+    return events, {d: len(s) for d, s in active.items()}, dict(per_os), dict(per_product)
 
 
 async def test_dashboard_draws_the_stored_numbers(sqlite_store: Store, tmp_path, aiohttp_server):
     _require_browser()
     from playwright.async_api import async_playwright
 
-    events, active_per_day, per_os = synthetic_base()
+    events, active_per_day, per_os, per_product = synthetic_base()
     await sqlite_store.add(events)
     config = loads(f"""
 spool: {{path: "{tmp_path / "spool.db"}"}}
 backends:
   archive: {{type: store, url: "{sqlite_store.url}"}}
 admin: {{token: {TOKEN}, listen: same}}
+stats: {{dimensions: [product, version, platform.os, deployment_type]}}  # the shipped ones
 """)
     server = await aiohttp_server(create_app(config))
     url = f"http://127.0.0.1:{server.port}/dashboard?from={START}&to={END}&granularity=day"
@@ -126,6 +133,7 @@ admin: {{token: {TOKEN}, listen: same}}
                     active: sets("active-chart"),
                     versions: sets("versions-chart"),
                     os: [chart("bars-platform_os").data.labels, sets("bars-platform_os")],
+                    product: [chart("bars-product").data.labels, sets("bars-product")],
                     deployment: chart("bars-deployment_type").data.labels,
                     pixels: chart("active-chart").width * chart("active-chart").height,
                     totals: Object.fromEntries([...document.querySelectorAll("[data-total]")]
@@ -142,6 +150,9 @@ admin: {{token: {TOKEN}, listen: same}}
             assert {label for label, _ in drawn["versions"]} == {"1.4.1", "1.5.2", "1.6.0"}
             os_labels, [(_, os_counts)] = drawn["os"]
             assert dict(zip(os_labels, os_counts, strict=True)) == per_os
+            product_labels, [(_, product_counts)] = drawn["product"]
+            assert dict(zip(product_labels, product_counts, strict=True)) == per_product
+            assert len(per_product) == 3
             assert set(drawn["deployment"]) == {"docker", "kubernetes", "source"}
             assert drawn["totals"]["installations"] == str(sum(per_os.values()))
             assert drawn["totals"]["active_1d"] == str(active_per_day[END.isoformat()])
