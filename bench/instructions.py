@@ -8,7 +8,15 @@ optimisation worth a few per cent is told apart from noise (bench/README.md, "In
 Each server runs under ``valgrind --tool=callgrind`` with counting switched off; a plain client
 sends a warm-up of beacons, counting is switched on, a fixed number of beacons is sent (16
 keep-alive connections), and for the router counting goes on until every backend's queue is
-empty, so delivery is counted too. Counted: every thread of the server process.
+empty, so delivery is counted too. Counted: every thread of every process of the server.
+
+The router serves with ``--delivery process`` by default: a supervisor, the ingest process that
+answers the clients, and the delivery process. callgrind follows the forks (each process
+writes its own ``callgrind.out.<pid>``); counting is switched on and off in each by pid, and
+each is reported on its own: ``instructions_per_request`` is the ingest process alone (what
+the clients wait on), ``delivery_per_request`` the delivery process, ``whole_per_request``
+all of them. The ``*_inline`` variants serve with ``--delivery inline`` (one process, as
+before: there the three figures are one).
 
     .venv/bin/python bench/instructions.py                 # bare, router, and its parts, ~4 min
     .venv/bin/python bench/instructions.py --only bare,router --requests 2000
@@ -45,6 +53,8 @@ VARIANTS = {
     "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
+    "router_inline": "router, scenario 1's config, --delivery inline (one process)",
+    "no_delivery_inline": "router, pipeline, no backend delivering, --delivery inline",
 }
 TAPS = {"router_tap": "", "router_tap_store": "archive"}  # variant → backend tapped ("": pipeline)
 TAP_TOKEN = "bench-admin-token-0123456789abcdef"
@@ -59,6 +69,7 @@ CONNECTIONS = 16
 
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
+    variant = variant.removesuffix("_inline")  # the same config, another process model
     doc = configs.default(data, upstream_port, store=variant.startswith("router"))
     if variant in TAPS or variant == "router_admin":  # the taps' same-config baseline
         doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
@@ -141,8 +152,38 @@ class Tap:
             raise RuntimeError(f"the tap showed {self.lines} of {events} events")
 
 
-def count(variant: str, requests: int, up: suite.Upstream) -> int:
-    """Instructions the server executed for ``requests`` beacons (and their delivery)."""
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the supervisor's children, under valgrind too)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found.extend(family(int(child)))
+    return found
+
+
+def roles(port: int, pids: list[int], timeout: float = 300.0) -> dict[int, str]:
+    """Each process's part: the supervisor (the first), delivery (as /readyz names it), ingest."""
+    if len(pids) == 1:
+        return {pids[0]: "ingest"}
+    deadline = time.monotonic() + timeout
+    delivery = None
+    while delivery is None and time.monotonic() < deadline:
+        url = f"http://{LOOPBACK}:{port}/readyz"
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=60) as r:
+            delivery = (json.load(r).get("delivery") or {}).get("pid")
+        if delivery is None:
+            time.sleep(1)
+    named = {pid: "ingest" for pid in pids[1:]}
+    named[pids[0]] = "supervisor"
+    if delivery in named:
+        named[delivery] = "delivery"
+    return named
+
+
+def count(variant: str, requests: int, up: suite.Upstream) -> dict[str, int]:
+    """Instructions the server's processes executed for ``requests`` beacons (and their
+    delivery), by part: ingest, delivery, supervisor (one "ingest" for a single process)."""
     work = suite.WORK / f"instructions-{variant}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -153,6 +194,8 @@ def count(variant: str, requests: int, up: suite.Upstream) -> int:
         config = configs.write(router_doc(variant, work, up.port), work / "router.yaml")
         server = [suite.ROUTER_BIN, "serve", "--config", str(config),
                   "--listen", f"{LOOPBACK}:{port}", "--log-level", "warning"]
+        if variant.endswith("_inline"):
+            server += ["--delivery", "inline"]
     log_path = work / "valgrind.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -167,22 +210,30 @@ def count(variant: str, requests: int, up: suite.Upstream) -> int:
         if variant != "bare":
             drained(port)
         tap = Tap(port, TAPS[variant]) if variant in TAPS else None
-        control = ["callgrind_control", "--instr=on", str(proc.pid)]
-        subprocess.run(control, check=True, capture_output=True)
+        named = roles(port, family(proc.pid)) if variant != "bare" else {proc.pid: "ingest"}
+        for pid in named:  # by pid: never another user's callgrind run
+            subprocess.run(["callgrind_control", "--instr=on", str(pid)], check=True,
+                           capture_output=True)
         send(port, requests, requests)
         if variant != "bare":
             drained(port)
-        control[1] = "--instr=off"
-        subprocess.run(control, check=True, capture_output=True)
+        for pid in named:
+            subprocess.run(["callgrind_control", "--instr=off", str(pid)], check=True,
+                           capture_output=True)
         if tap is not None:
             tap.expect(requests)
     finally:
         proc.terminate()
         proc.wait(timeout=300)
-    found = re.search(r"Collected : (\d+)", log_path.read_text())
-    if found is None:
-        raise RuntimeError(f"no callgrind total in {log_path}")
-    return int(found.group(1))
+    totals = {int(pid): int(n) for pid, n in
+              re.findall(r"==(\d+)== Collected : (\d+)", log_path.read_text())}
+    if set(named) - set(totals):
+        raise RuntimeError(f"no callgrind total for {sorted(set(named) - set(totals))} in "
+                           f"{log_path}")
+    parts: dict[str, int] = {}
+    for pid, part in named.items():
+        parts[part] = parts.get(part, 0) + totals[pid]
+    return parts
 
 
 def main() -> int:
@@ -199,11 +250,17 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         for variant in args.only.split(","):
-            total = count(variant, args.requests, up)
+            parts = count(variant, args.requests, up)
+            per = {part: n / args.requests for part, n in parts.items()}
             results[variant] = {"what": VARIANTS[variant],
-                                "instructions_per_request": round(total / args.requests)}
-            print(f"{variant:12s} {total / args.requests / 1000:8.1f} k instructions per request",
-                  flush=True)
+                                "instructions_per_request": round(per["ingest"])}
+            if len(per) > 1:
+                results[variant]["delivery_per_request"] = round(per.get("delivery", 0))
+                results[variant]["supervisor_per_request"] = round(per.get("supervisor", 0))
+                results[variant]["whole_per_request"] = round(sum(per.values()))
+            shown = ", ".join(f"{part} {n / 1000:.1f}k" for part, n in per.items())
+            print(f"{variant:18s} {per['ingest'] / 1000:8.1f} k instructions per request "
+                  f"in the ingest process ({shown})", flush=True)
     finally:
         up.proc.stop()
     out = suite.RESULTS / "instructions.json"
