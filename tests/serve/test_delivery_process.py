@@ -318,3 +318,38 @@ async def test_status_and_dlq_commands_read_the_files_and_the_delivery_process_h
     assert status["backends"]["hook"]["health"]["healthy"] is True
     assert await asyncio.to_thread(command, "dlq", "list", "--backend", "hook") == []
     assert router.terminate() == 0, router.logs()
+
+
+async def test_the_delivery_process_adopts_the_files_of_former_workers(
+        separate, receiver, tmp_path):
+    receiver.delay = 0.0
+    await receiver.stop()  # nothing is delivered while two workers spool
+    config = CONFIG.format(port=receiver.port, path="hook")
+    router = separate(config, "--workers", "2")
+    router.start()
+    await router.wait_ready()
+    acked: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(load(http, router, acked, 10) for _ in range(8)))
+    assert router.terminate() == 0, router.logs()
+    assert (tmp_path / "spool-1.db").exists()
+
+    await receiver.start()
+    fewer = separate(config)  # one ingest worker now: spool-1.db belongs to nobody
+    fewer.start()
+    await fewer.wait_ready()
+    await receiver.wait_for(set(acked))
+    await until(lambda: not (tmp_path / "spool-1.db").exists(), timeout=30)
+    assert fewer.terminate() == 0, fewer.logs()
+
+
+def test_a_backend_over_several_files_is_healthy_only_if_every_file_says_so():
+    from router.delivery_link import merge_backends
+
+    def state(healthy, failures, error, success, queued, age):
+        return {"healthy": healthy, "consecutive_failures": failures, "last_error": error,
+                "last_success": success, "queued": queued, "oldest_event_age_seconds": age}
+
+    merged = merge_backends([{"hook": state(True, 0, None, 10.0, 3, 1.0)},
+                             {"hook": state(False, 4, "timeout", 5.0, 2, 7.5)}])
+    assert merged == {"hook": state(False, 4, "timeout", 10.0, 5, 7.5)}
