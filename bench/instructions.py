@@ -12,8 +12,12 @@ empty, so delivery is counted too. Counted: every thread of every process of the
 
 The router serves with ``--delivery process`` by default: a supervisor, the ingest process that
 answers the clients, and the delivery process. callgrind follows the forks (each process
-writes its own ``callgrind.out.<pid>``); counting is switched on and off in each by pid, and
-each is reported on its own: ``instructions_per_request`` is the ingest process alone (what
+writes its own ``callgrind.out.<pid>``), but ``callgrind_control`` cannot reach a forked
+child (vgdb knows only the process valgrind started). So counting is switched on and off from
+inside each process: a ``sitecustomize`` on the server's ``PYTHONPATH`` (bench only) maps
+SIGUSR1 / SIGUSR2 to callgrind's START / STOP_INSTRUMENTATION client requests, compiled from
+``<valgrind/callgrind.h>`` at the start of the run, and the bench signals each pid. Each part is
+reported on its own: ``instructions_per_request`` is the ingest process alone (what
 the clients wait on), ``delivery_per_request`` the delivery process, ``whole_per_request``
 all of them. The ``*_inline`` variants serve with ``--delivery inline`` (one process, as
 before: there the three figures are one).
@@ -21,7 +25,8 @@ before: there the three figures are one).
     .venv/bin/python bench/instructions.py                 # bare, router, and its parts, ~4 min
     .venv/bin/python bench/instructions.py --only bare,router --requests 2000
 
-Needs valgrind (Debian package; bench/setup installs it). Writes bench/results/instructions.json.
+Needs valgrind (Debian package; bench/setup installs it) and a C compiler. Writes
+bench/results/instructions.json.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +72,37 @@ BEACON = (
     '"features_enabled":["sso","ai_summaries"],"telemetry":true}'
 )
 CONNECTIONS = 16
+TOGGLE_C = r"""
+#include <valgrind/callgrind.h>
+void start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+SITECUSTOMIZE = """
+import ctypes, os, signal
+_toggle = ctypes.CDLL(os.environ["BENCH_CALLGRIND_TOGGLE"])
+signal.signal(signal.SIGUSR1, lambda *_: _toggle.start())
+signal.signal(signal.SIGUSR2, lambda *_: _toggle.stop())
+"""
+
+
+def toggle_env() -> dict[str, str]:
+    """The server's environment additions that let the bench switch counting per process."""
+    where = suite.WORK / "callgrind-toggle"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "toggle.c").write_text(TOGGLE_C)
+    (where / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(where / "toggle.so"),
+                    str(where / "toggle.c")], check=True)
+    path = os.pathsep.join(filter(None, [str(where), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "BENCH_CALLGRIND_TOGGLE": str(where / "toggle.so")}
+
+
+def instrument(pids: list[int], on: bool) -> None:
+    """Switch counting on or off in each process (its sitecustomize's handler); the handler
+    runs between two bytecodes, so wait a moment for it in each."""
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+    time.sleep(2.0)
 
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
@@ -194,14 +231,14 @@ def count(variant: str, requests: int, up: suite.Upstream) -> dict[str, int]:
         config = configs.write(router_doc(variant, work, up.port), work / "router.yaml")
         server = [suite.ROUTER_BIN, "serve", "--config", str(config),
                   "--listen", f"{LOOPBACK}:{port}", "--log-level", "warning"]
-        if variant.endswith("_inline"):
+        if variant.endswith("_inline") or TAPS.get(variant):  # a backend's tap: inline only
             server += ["--delivery", "inline"]
     log_path = work / "valgrind.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
              f"--callgrind-out-file={work}/callgrind.out.%p", *server],
-            env={**os.environ, **configs.router_env(up.port)}, cwd=suite.REPO,
+            env={**os.environ, **configs.router_env(up.port), **toggle_env()}, cwd=suite.REPO,
             stdout=subprocess.DEVNULL, stderr=log,
         )
     try:
@@ -211,15 +248,11 @@ def count(variant: str, requests: int, up: suite.Upstream) -> dict[str, int]:
             drained(port)
         tap = Tap(port, TAPS[variant]) if variant in TAPS else None
         named = roles(port, family(proc.pid)) if variant != "bare" else {proc.pid: "ingest"}
-        for pid in named:  # by pid: never another user's callgrind run
-            subprocess.run(["callgrind_control", "--instr=on", str(pid)], check=True,
-                           capture_output=True)
+        instrument(list(named), on=True)
         send(port, requests, requests)
         if variant != "bare":
             drained(port)
-        for pid in named:
-            subprocess.run(["callgrind_control", "--instr=off", str(pid)], check=True,
-                           capture_output=True)
+        instrument(list(named), on=False)
         if tap is not None:
             tap.expect(requests)
     finally:
@@ -268,6 +301,8 @@ def main() -> int:
     bare = merged.get("bare", {}).get("instructions_per_request")
     if bare:  # the bare server's count is the same from run to run: an earlier one will do
         for result in merged.values():
+            if not result["instructions_per_request"]:
+                continue
             result["x_bare"] = round(bare / result["instructions_per_request"], 3)
     out.write_text(json.dumps(merged, indent=2) + "\n")
     return 0
