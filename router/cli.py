@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(overrides server.workers; see docs/deploy.md)")
     p.add_argument("--delivery", choices=["process", "inline"], default=DEFAULT_DELIVERY,
                    help="process: delivery runs in its own process beside the ingest "
-                        "workers (SQLite spool); inline: in each worker's process "
+                        "workers; inline: in each worker's process "
                         f"(default {DEFAULT_DELIVERY}; see docs/deploy.md)")
 
     p = command("check", _check, "Validate a config: exit 0 if valid, else 2 naming the key.")
@@ -149,12 +149,6 @@ def _serve(args: argparse.Namespace) -> int:
         print("beacon-router: --workers must be at least 1", file=sys.stderr)
         return 2
     separate = args.delivery == "process"
-    if separate and config.spool.type != "sqlite":
-        # A Redis spool's consumer groups would allow it, but the ingest side's upkeep still
-        # claims idle entries for its consumer: not split yet (docs/deploy.md).
-        print("beacon-router: --delivery process needs a SQLite spool; delivering inline",
-              file=sys.stderr)
-        separate = False
     if workers == 1 and not separate:
         return _serve_worker(config, host, port)
     supervisor = Supervisor(config, args.config, workers,

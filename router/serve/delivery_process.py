@@ -6,6 +6,8 @@ the delivery role (reads, cursors, dead letters, compaction; the ingest worker o
 and runs today's :class:`~router.delivery.Delivery` on it, so a slow backend, a large batch's
 decode or a store insert never takes CPU time from the loop that answers clients. Files of
 former workers (``--workers`` went down) are adopted and drained here (serve/adoption.py).
+A Redis spool needs none of that: this process is one more consumer of the stream, as
+another router instance would be, and the ingest workers only append to it.
 
 What ops see of it:
 
@@ -59,8 +61,8 @@ class _File:
     """One worker's spool file as delivered from here."""
 
     index: int
-    lock: ShardLock
-    spool: SqliteSpool
+    lock: ShardLock | None  # SQLite: this file's delivery lock
+    spool: Any  # a ManagedSpool: SqliteSpool in the delivery role, or RedisSpool
     router: Router
     reloader: Reloader
 
@@ -84,13 +86,15 @@ class DeliveryProcess:
         server = self.config.server
         wait = server.drain_delay + server.shutdown_timeout * 2 + 5  # a draining predecessor
         adopting = adoption.Adoption(self.config, 0, self.slot.count, self.metrics, every=True)
+        sqlite = self.config.spool.type == "sqlite"
         site_runner: web.AppRunner | None = None
         try:
-            for index in range(self.slot.count):
+            for index in range(self.slot.count if sqlite else 1):
                 self.files.append(await self._open(index, wait))
             if self.slot.wake_fd is not None:
                 loop.add_reader(self.slot.wake_fd, self._woken, self.slot.wake_fd)
-            adopting.start()
+            if sqlite:  # a shared Redis stream has nothing to adopt
+                adopting.start()
             site_runner = await self._serve_state()
             measuring = asyncio.create_task(self._measure_forever(), name="delivery:measure")
             log.info("delivery process started", pid=os.getpid(), files=len(self.files),
@@ -112,20 +116,24 @@ class DeliveryProcess:
                 if file.router.delivery is not None:
                     await file.router.delivery.stop(timeout)
                 await file.spool.close()
-                file.lock.release()
+                if file.lock is not None:
+                    file.lock.release()
         log.info("delivery process stopped")
 
     async def _open(self, index: int, wait: float) -> _File:
-        path = shard_path(self.config.spool.path, index)
-        lock = ShardLock(path, "delivery")
-        await lock.acquire(wait)
-        try:
+        lock = None
+        backends = self.config.enabled_backends
+        if self.config.spool.type == "sqlite":
+            lock = ShardLock(shard_path(self.config.spool.path, index), "delivery")
+            await lock.acquire(wait)
             spool = worker_spool(self.config.spool, index, self.slot.count, role="delivery")
-            assert isinstance(spool, SqliteSpool)
-            backends = self.config.enabled_backends
+        else:  # its own consumer name: slot index ``count`` (spool/shards.py)
+            spool = worker_spool(self.config.spool, self.slot.index, self.slot.count)
+        try:
             await spool.open(list(backends))
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         metrics = self.metrics
         router = Router(config=self.config, metrics=metrics, spool=spool,
@@ -140,7 +148,8 @@ class DeliveryProcess:
         with contextlib.suppress(BlockingIOError, OSError):
             os.read(fd, 4096)  # however many commits: one look at each file
         for file in self.files:
-            file.spool.refresh_soon()
+            if isinstance(file.spool, SqliteSpool):
+                file.spool.refresh_soon()
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -226,7 +235,7 @@ class DeliveryProcess:
         used = 0
         for file in self.files:
             spool = file.spool
-            used += spool.used_bytes
+            used += getattr(spool, "used_bytes", 0)
             configured = list(file.router.delivery.workers) if file.router.delivery else []
             queues = await spool.queues()
             for name in configured:

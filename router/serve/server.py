@@ -63,8 +63,9 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
                          role="ingest" if slot.role == "ingest" else "both")
     link = None
     if slot.role == "ingest":
-        assert isinstance(spool, SqliteSpool) and slot.state_socket is not None
-        spool.wake_fd = slot.wake_fd  # a byte per group commit wakes the delivery process
+        assert slot.state_socket is not None
+        if isinstance(spool, SqliteSpool):  # a byte per group commit wakes delivery
+            spool.wake_fd = slot.wake_fd
         link = DeliveryLink(slot.state_socket)
     app = create_app(config, spool=spool, link=link)
     if link is None:  # else the delivery process adopts former workers' files

@@ -353,3 +353,28 @@ def test_a_backend_over_several_files_is_healthy_only_if_every_file_says_so():
     merged = merge_backends([{"hook": state(True, 0, None, 10.0, 3, 1.0)},
                              {"hook": state(False, 4, "timeout", 5.0, 2, 7.5)}])
     assert merged == {"hook": state(False, 4, "timeout", 10.0, 5, 7.5)}
+
+
+async def test_on_a_redis_spool_the_delivery_process_is_one_more_consumer(
+        separate, receiver, prefix):
+    config = CONFIG.format(port=receiver.port, path="hook").replace(
+        "spool: {path: ./spool.db}",
+        f'spool: {{type: redis, url: "redis://127.0.0.1:6379/0", key_prefix: "{prefix}", '
+        "claim_idle: 1s}")
+    router = separate(config)
+    router.start()
+    await router.wait_ready()
+    acked: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        first = await delivery_pid(http, router)
+        senders = [asyncio.create_task(load(http, router, acked, 60)) for _ in range(8)]
+        await until(lambda: len(receiver.received()) >= 50, timeout=60)
+        os.kill(first, signal.SIGKILL)  # its pending entries are claimed by the next one
+        await asyncio.gather(*senders)
+        assert len(acked) == 8 * 60
+        await receiver.wait_for(set(acked))
+        assert await delivery_pid(http, router) != first
+        ready = await readyz(http, router)
+        assert ready["backends"]["hook"]["healthy"] is True
+    assert duplicates(receiver) <= 2 * BATCH
+    assert router.terminate() == 0, router.logs()
