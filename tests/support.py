@@ -116,7 +116,10 @@ class RouterProcess:
                     raise AssertionError(f"router exited {self.proc.returncode}:\n{self.logs()}")
                 try:
                     async with http.get(f"{self.url}/readyz") as resp:
-                        if resp.status == 200:
+                        # Under --delivery process: ready once delivery answers too.
+                        body = await resp.json() if resp.status == 200 else {}
+                        if resp.status == 200 and (body.get("delivery") or {}).get(
+                                "process", "running") == "running":
                             return
                 except aiohttp.ClientError:
                     pass
