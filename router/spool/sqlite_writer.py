@@ -149,12 +149,12 @@ class SpoolWriter:
                     break
             self._commit(conn, group)
             if self.role == "ingest":  # the delivery process compacts, and so frees room
-                self._disk.try_leave()
+                self._disk.sync(self.role)
                 continue
             # One chunk per pass while behind (between write groups, so ingest never waits
             # long), else one check every _COMPACT_EVERY.
             if behind or time.monotonic() - last_compaction >= _COMPACT_EVERY:
-                self._disk.check()  # (another process may have filled the disk meanwhile)
+                self._disk.sync(self.role)  # another process may have filled the disk
                 behind = self._compact(conn)
                 last_compaction = time.monotonic()
                 if self._disk.full and not behind:

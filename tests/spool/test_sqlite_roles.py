@@ -121,3 +121,20 @@ async def test_an_ingest_side_alone_keeps_every_row(path):
 def test_an_unknown_role_is_refused(path):
     with pytest.raises(ValueError, match="role"):
         SqliteSpool(path, role="reader")
+
+
+def test_the_reserve_file_tells_each_side_whether_the_disk_is_full(tmp_path):
+    from router.spool.diskspace import DiskGuard
+
+    path = str(tmp_path / "spool.db")
+    ingest, delivery = DiskGuard(path, 64 * 1024), DiskGuard(path, 64 * 1024)
+    ingest.open()
+    delivery.open()
+    ingest.enter_full("test: no room")  # removes the reserve
+    delivery.sync("delivery")
+    assert delivery.full, "the compacting side must free space now"
+    ingest.sync("ingest")
+    assert ingest.full, "no reserve yet: still full"
+    assert delivery.try_leave()  # room again: the delivery side makes the reserve again
+    ingest.sync("ingest")
+    assert not ingest.full
