@@ -1,23 +1,18 @@
 """Privacy filters: hash (keyed HMAC) and bucket (exact numbers → ranges); redact and round_time
-have modules of their own."""
+have modules of their own, and so has the hash's generated key file (hash_key.py)."""
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import hmac
+import importlib
 import itertools
 import math
-import os
 import re
-import secrets
-import stat
-import tempfile
-from pathlib import Path as FsPath
+from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-import structlog
 from pydantic import (
     Field,
     SecretStr,
@@ -26,13 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import ConfigError
 from ..event import _MISSING, Event, get_path, set_path, split_path
 from .base import Filter, Options, register
-from .fields import FieldPath, replace_path
-from .wildcard import expand
-
-log = structlog.get_logger()
+from .fields import FieldPath
+from .hash_key import MIN_KEY, load_or_create_key
+from .wildcard import KEEP, Place
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -50,8 +43,23 @@ def canonical_bytes(value: Any) -> bytes:
 
 # --- hash ----------------------------------------------------------------------------------------
 
-_MIN_KEY = 16
-_KEY_BYTES = 32
+def _builtin_sha256() -> Callable[..., Any]:
+    """CPython's own SHA-256 where there is one (module ``_sha2``, ``_sha256`` before 3.12), as
+    hashlib itself falls back to: copying its state copies a struct, where an OpenSSL context's
+    copy costs ~2,000 instructions more per HMAC. Else hashlib's. The digests are the same."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256
+
+
+_sha256 = _builtin_sha256()
+
+_BLOCK = 64  # SHA-256's block size, in bytes
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # translate tables: each key byte XOR the pad
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 class HashOptions(Options):
@@ -75,81 +83,11 @@ class HashOptions(Options):
     @field_validator("key")
     @classmethod
     def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value()) < _MIN_KEY:
+        if v is not None and len(v.get_secret_value()) < MIN_KEY:
             raise ValueError(
-                f"must be at least {_MIN_KEY} characters (generate one with `openssl rand -hex 32`)"
+                f"must be at least {MIN_KEY} characters (generate one with `openssl rand -hex 32`)"
             )
         return v
-
-
-def load_or_create_key(key_file: str) -> bytes:
-    """The key stored in ``key_file``; created once (random, mode 0600, atomically) if absent.
-
-    The file holds hex text and the key is that text, so copying the file's content into
-    ``BEACON_HASH_KEY`` later keeps every hash the same.
-    """
-    path = FsPath(key_file)
-    if not path.exists():
-        _create_key(path)
-    return _read_key(path)
-
-
-def _create_key(path: FsPath) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hash.key.")  # created 0600
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(secrets.token_hex(_KEY_BYTES) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            # link() refuses to replace: when two processes start at once, both use the first
-            # one's key, where a rename would let the last writer win behind the other's back.
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the hash key file: {exc.strerror or exc}", file=str(path)
-        ) from exc
-    log.warning(
-        "hash_key_generated",
-        key_file=str(path),
-        hint="back this file up: losing it changes every hash",
-    )
-
-
-def _read_key(path: FsPath) -> bytes:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise ConfigError(f"cannot read the hash key file: {exc}", file=str(path)) from exc
-    except UnicodeDecodeError as exc:  # its message would quote a byte of the key
-        raise ConfigError("the hash key file is not UTF-8 text", file=str(path)) from exc
-    if len(text) < _MIN_KEY:
-        raise ConfigError(
-            f"the hash key file holds under {_MIN_KEY} characters; restore it, or "
-            "delete it to generate a new key (every hash changes)",
-            file=str(path),
-        )
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("hash_key_file_readable_by_others", key_file=str(path), hint="chmod 600 it")
-    return text.encode("utf-8")
-
-
-def _fsync_dir(directory: FsPath) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not every platform opens directories; the file itself is already synced
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @register
@@ -166,29 +104,53 @@ class Hash(Filter):
             if options.key is not None
             else load_or_create_key(options.key_file)
         )
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)  # keyed once; copied per value
-        self._paths = [split_path(p) for p in options.fields]
+        # HMAC-SHA256 is sha256(key ^ opad || sha256(key ^ ipad || message)) (RFC 2104): the
+        # two keyed states are hashed once here and copied per value, which costs about half
+        # of copying an hmac object (whose copy and hexdigest are Python code over OpenSSL
+        # contexts). The output is HMAC's, byte for byte (tests/filters/test_compiled_pipeline.py).
+        if len(key) > _BLOCK:
+            key = _sha256(key).digest()
+        block = key.ljust(_BLOCK, b"\0")
+        self._inner = _sha256(block.translate(_IPAD))
+        self._outer = _sha256(block.translate(_OPAD))
+        self._places = [Place(split_path(p)) for p in options.fields]
         self._length = options.length
 
     def digest(self, value: Any) -> str:
         """The hex HMAC of a value's canonical bytes, truncated to ``length``."""
-        mac = self._mac.copy()
-        mac.update(canonical_bytes(value))
-        return mac.hexdigest()[: self._length]
+        inner = self._inner.copy()
+        inner.update(value.encode("utf-8") if type(value) is str else canonical_bytes(value))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[: self._length]
+
+    def _hashed(self, value: Any) -> Any:
+        return KEEP if value is None else self.digest(value)  # null carries nothing to hide
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data
-        for pattern in self._paths:
-            for path in expand(data, pattern):
-                value = get_path(data, path, _MISSING)
-                if value is not _MISSING and value is not None:  # null carries nothing to hide
-                    replace_path(data, path, self.digest(value))
+        for place in self._places:
+            key = place.head
+            if key is not None and key not in data:
+                continue
+            if key is None or not place.single:
+                place.replace(data, self._hashed)
+                continue
+            value = data[key]
+            if value is not None:  # digest(), inline: installation_id in every event
+                inner = self._inner.copy()
+                inner.update(value.encode("utf-8") if type(value) is str
+                             else canonical_bytes(value))
+                outer = self._outer.copy()
+                outer.update(inner.digest())
+                data[key] = outer.hexdigest()[: self._length]
         return event
 
 
 # --- bucket --------------------------------------------------------------------------------------
 
 Number = int | float
+_MAX_TABLE = 10_000  # whole numbers labelled in advance, at most
 _NUMERIC = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
 
 
@@ -312,8 +274,15 @@ class Bucket(Filter):
         """One label per bucket, lowest first: bucket i holds edges[i-1] < value <= edges[i]."""
         self.below_label: str | None = below
         """The label of values below 0 when the default labels start at 0, else None."""
-        self._paths = [split_path(p) for p in options.paths]
+        self._places = [Place(split_path(p)) for p in options.paths]
         self._target = split_path(options.target) if options.target is not None else None
+        # The label of each whole number from 0 to the last edge, looked up by index: counts
+        # are such numbers, and an index costs less than bisect's call. Anything above the
+        # last edge is in the last bucket; with a last edge below 0 or huge, no table.
+        last = self._edges[-1]
+        self._by_int: tuple[str, ...] = tuple(
+            self.labels[bisect_left(self._edges, i)] for i in range(int(last) + 1)
+        ) if 0 <= last <= _MAX_TABLE else ()
 
     def label(self, value: Any) -> str | None:
         """The bucket label of a number or numeric string; None when the value is not one."""
@@ -323,20 +292,42 @@ class Bucket(Filter):
         if self.below_label is not None and number < 0:
             return self.below_label
         # bisect_left finds i with edges[i-1] < number <= edges[i]: edges are upper bounds.
-        return self.labels[bisect.bisect_left(self._edges, number)]
+        return self.labels[bisect_left(self._edges, number)]
+
+    def _labelled(self, value: Any) -> Any:
+        if type(value) is int and value >= 0:  # most counts: label() without its calls
+            return (self._by_int[value] if value < len(self._by_int)
+                    else self.labels[bisect_left(self._edges, value)])
+        label = self.label(value)
+        return KEEP if label is None else label
+
+    def _label_all(self, node: dict[str, Any]) -> None:
+        # _labelled inline, for every value of one object (counts.*): no call per count.
+        by_int, known = self._by_int, len(self._by_int)
+        for key, value in node.items():
+            if type(value) is int and 0 <= value < known:
+                node[key] = by_int[value]
+            else:
+                label = self.label(value)
+                if label is not None:
+                    node[key] = label
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data
-        for pattern in self._paths:
-            for path in expand(data, pattern):
-                value = get_path(data, path, _MISSING)
-                if value is _MISSING:
-                    continue
-                label = self.label(value)
-                if label is None:
-                    continue
-                if self._target is not None:
-                    set_path(data, self._target, label)
-                else:
-                    replace_path(data, path, label)
+        if self._target is not None:  # one `field`, without `*`
+            value = get_path(data, self._places[0].path, _MISSING)
+            label = None if value is _MISSING else self.label(value)
+            if label is not None:
+                set_path(data, self._target, label)
+            return event
+        for place in self._places:
+            key = place.head
+            if key is not None and key not in data:
+                continue
+            if key is None or not place.single:
+                place.replace(data, self._labelled, self._label_all)
+                continue
+            label = self._labelled(data[key])
+            if label is not KEEP:
+                data[key] = label
         return event

@@ -211,9 +211,16 @@ class OptOut(Filter):
         context = event.context  # None after the spool: the headers were checked at ingest
         if self._headers and context is not None and (context.dnt or context.gpc):
             return None
-        if self._flag is not None:
-            value = get_path(event.data, self._flag, _MISSING)
-            if value is not _MISSING and value in self._off:
+        flag = self._flag
+        if flag is not None:
+            # (a top-level flag, `telemetry`, without get_path's call; a bool, what clients
+            # send, without _Matcher's)
+            value = (event.data.get(flag[0], _MISSING) if len(flag) == 1
+                     else get_path(event.data, flag, _MISSING))
+            if value is True or value is False:
+                if value in self._off.bools:
+                    return None
+            elif value is not _MISSING and value in self._off:
                 return None
         return event
 
