@@ -8,14 +8,27 @@ optimisation worth a few per cent is told apart from noise (bench/README.md, "In
 Each server runs under ``valgrind --tool=callgrind`` with counting switched off; a plain client
 sends a warm-up of beacons, counting is switched on, a fixed number of beacons is sent (16
 keep-alive connections), and for the router counting goes on until every backend's queue is
-empty, so delivery is counted too. Counted: every thread of the server process.
+empty, so delivery is counted too. Counted: every thread of every process of the server.
+
+The router serves with ``--delivery process`` by default: a supervisor, the ingest process that
+answers the clients, and the delivery process. callgrind follows the forks (each process
+writes its own ``callgrind.out.<pid>``), but ``callgrind_control`` cannot reach a forked
+child (vgdb knows only the process valgrind started). So counting is switched on and off from
+inside each process: a ``sitecustomize`` on the server's ``PYTHONPATH`` (bench only) maps
+SIGUSR1 / SIGUSR2 to callgrind's START / STOP_INSTRUMENTATION client requests, compiled from
+``<valgrind/callgrind.h>`` at the start of the run, and the bench signals each pid. Each part is
+reported on its own: ``instructions_per_request`` is the ingest process alone (what
+the clients wait on), ``delivery_per_request`` the delivery process, ``whole_per_request``
+all of them. The ``*_inline`` variants serve with ``--delivery inline`` (one process, as
+before: there the three figures are one).
 
     .venv/bin/python bench/instructions.py                 # bare, router, and its parts, ~4 min
     .venv/bin/python bench/instructions.py --only bare,router --requests 2000
     mkdir /tmp/main && git archive main | tar -x -C /tmp/main    # a same-run A/B against main:
     .venv/bin/python bench/instructions.py --only ingest_bare --requests 2000 --against /tmp/main
 
-Needs valgrind (Debian package; bench/setup installs it). Writes bench/results/instructions.json.
+Needs valgrind (Debian package; bench/setup installs it) and a C compiler. Writes
+bench/results/instructions.json.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +63,8 @@ VARIANTS = {
     "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
+    "router_inline": "router, scenario 1's config, --delivery inline (one process)",
+    "no_delivery_inline": "router, pipeline, no backend delivering, --delivery inline",
 }
 TAPS = {"router_tap": "", "router_tap_store": "archive"}  # variant → backend tapped ("": pipeline)
 TAP_TOKEN = "bench-admin-token-0123456789abcdef"
@@ -66,9 +82,43 @@ CAPTURE = (
     '"timestamp":"2025-11-28T00:10:11Z"}'
 )
 CONNECTIONS = 16
+TOGGLE_C = r"""
+#include <valgrind/callgrind.h>
+void start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+SITECUSTOMIZE = """
+import ctypes, os, signal
+_toggle = ctypes.CDLL(os.environ["BENCH_CALLGRIND_TOGGLE"])
+signal.signal(signal.SIGUSR1, lambda *_: _toggle.start())
+signal.signal(signal.SIGUSR2, lambda *_: _toggle.stop())
+"""
+
+
+def toggle_env(against: Path | None = None) -> dict[str, str]:
+    """The server's environment additions that let the bench switch counting per process
+    (and, with ``against``, import the router package of that checkout)."""
+    where = suite.WORK / "callgrind-toggle"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "toggle.c").write_text(TOGGLE_C)
+    (where / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(where / "toggle.so"),
+                    str(where / "toggle.c")], check=True)
+    path = os.pathsep.join(filter(None, [str(where), str(against) if against else None,
+                                         os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "BENCH_CALLGRIND_TOGGLE": str(where / "toggle.so")}
+
+
+def instrument(pids: list[int], on: bool) -> None:
+    """Switch counting on or off in each process (its sitecustomize's handler); the handler
+    runs between two bytecodes, so wait a moment for it in each."""
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+    time.sleep(2.0)
 
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
+    variant = variant.removesuffix("_inline")  # the same config, another process model
     doc = configs.default(data, upstream_port, store=variant.startswith("router"))
     if variant in ("ingest_bare", "capture_bare"):  # no refused webhook's retries counted
         return {**doc, "pipeline": [], "backends": {}}
@@ -156,8 +206,39 @@ class Tap:
             raise RuntimeError(f"the tap showed {self.lines} of {events} events")
 
 
-def count(variant: str, requests: int, up: suite.Upstream, against: Path | None = None) -> int:
-    """Instructions the server executed for ``requests`` beacons (and their delivery); with
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the supervisor's children, under valgrind too)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found.extend(family(int(child)))
+    return found
+
+
+def roles(port: int, pids: list[int], timeout: float = 300.0) -> dict[int, str]:
+    """Each process's part: the supervisor (the first), delivery (as /readyz names it), ingest."""
+    if len(pids) == 1:
+        return {pids[0]: "ingest"}
+    deadline = time.monotonic() + timeout
+    delivery = None
+    while delivery is None and time.monotonic() < deadline:
+        url = f"http://{LOOPBACK}:{port}/readyz"
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=60) as r:
+            delivery = (json.load(r).get("delivery") or {}).get("pid")
+        if delivery is None:
+            time.sleep(1)
+    named = {pid: "ingest" for pid in pids[1:]}
+    named[pids[0]] = "supervisor"
+    if delivery in named:
+        named[delivery] = "delivery"
+    return named
+
+
+def count(variant: str, requests: int, up: suite.Upstream, against: Path | None = None
+          ) -> dict[str, int]:
+    """Instructions the server's processes executed for ``requests`` beacons (and their
+    delivery), by part: ingest, delivery, supervisor (one "ingest" for a single process); with
     ``against``, the router package of that checkout (PYTHONPATH) rather than this one's."""
     work = suite.WORK / f"instructions-{variant}{'-against' if against else ''}"
     shutil.rmtree(work, ignore_errors=True)
@@ -169,6 +250,8 @@ def count(variant: str, requests: int, up: suite.Upstream, against: Path | None 
         config = configs.write(router_doc(variant, work, up.port), work / "router.yaml")
         server = [suite.ROUTER_BIN, "serve", "--config", str(config),
                   "--listen", f"{LOOPBACK}:{port}", "--log-level", "warning"]
+        if variant.endswith("_inline") or TAPS.get(variant):  # a backend's tap: inline only
+            server += ["--delivery", "inline"]
     log_path = work / "valgrind.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -176,7 +259,7 @@ def count(variant: str, requests: int, up: suite.Upstream, against: Path | None 
              f"--callgrind-out-file={work}/callgrind.out.%p", *server],
             # str hashes are salted per process; fixed, dict and set probes repeat exactly
             env={**os.environ, **configs.router_env(up.port), "PYTHONHASHSEED": "0",
-                 **({"PYTHONPATH": str(against)} if against else {})},
+                 **toggle_env(against)},
             cwd=suite.REPO,
             stdout=subprocess.DEVNULL, stderr=log,
         )
@@ -187,22 +270,26 @@ def count(variant: str, requests: int, up: suite.Upstream, against: Path | None 
         if variant != "bare":
             drained(port)
         tap = Tap(port, TAPS[variant]) if variant in TAPS else None
-        control = ["callgrind_control", "--instr=on", str(proc.pid)]
-        subprocess.run(control, check=True, capture_output=True)
+        named = roles(port, family(proc.pid)) if variant != "bare" else {proc.pid: "ingest"}
+        instrument(list(named), on=True)
         send(port, requests, requests, capture)
         if variant != "bare":
             drained(port)
-        control[1] = "--instr=off"
-        subprocess.run(control, check=True, capture_output=True)
+        instrument(list(named), on=False)
         if tap is not None:
             tap.expect(requests)
     finally:
         proc.terminate()
         proc.wait(timeout=300)
-    found = re.search(r"Collected : (\d+)", log_path.read_text())
-    if found is None:
-        raise RuntimeError(f"no callgrind total in {log_path}")
-    return int(found.group(1))
+    totals = {int(pid): int(n) for pid, n in
+              re.findall(r"==(\d+)== Collected : (\d+)", log_path.read_text())}
+    if set(named) - set(totals):
+        raise RuntimeError(f"no callgrind total for {sorted(set(named) - set(totals))} in "
+                           f"{log_path}")
+    parts: dict[str, int] = {}
+    for pid, part in named.items():
+        parts[part] = parts.get(part, 0) + totals[pid]
+    return parts
 
 
 def main() -> int:
@@ -223,15 +310,22 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         for variant in args.only.split(","):
-            total = count(variant, args.requests, up)
+            parts = count(variant, args.requests, up)
+            per = {part: n / args.requests for part, n in parts.items()}
             results[variant] = {"what": VARIANTS[variant],
-                                "instructions_per_request": round(total / args.requests)}
-            print(f"{variant:12s} {total / args.requests / 1000:8.1f} k instructions per request",
-                  flush=True)
+                                "instructions_per_request": round(per["ingest"])}
+            if len(per) > 1:
+                results[variant]["delivery_per_request"] = round(per.get("delivery", 0))
+                results[variant]["supervisor_per_request"] = round(per.get("supervisor", 0))
+                results[variant]["whole_per_request"] = round(sum(per.values()))
+            shown = ", ".join(f"{part} {n / 1000:.1f}k" for part, n in per.items())
+            print(f"{variant:18s} {per['ingest'] / 1000:8.1f} k instructions per request "
+                  f"in the ingest process ({shown})", flush=True)
             if args.against is not None and variant != "bare":
-                other = count(variant, args.requests, up, args.against.resolve())
-                print(f"{'':12s} {other / args.requests / 1000:8.1f} k with {args.against} "
-                      f"({(total - other) / other:+.1%} here)", flush=True)
+                other = count(variant, args.requests, up, args.against.resolve())["ingest"]
+                print(f"{'':18s} {other / args.requests / 1000:8.1f} k with {args.against} "
+                      f"({(per['ingest'] * args.requests - other) / other:+.1%} here)",
+                      flush=True)
     finally:
         up.proc.stop()
     out = suite.RESULTS / "instructions.json"
@@ -239,6 +333,8 @@ def main() -> int:
     bare = merged.get("bare", {}).get("instructions_per_request")
     if bare:  # the bare server's count is the same from run to run: an earlier one will do
         for result in merged.values():
+            if not result["instructions_per_request"]:
+                continue
             result["x_bare"] = round(bare / result["instructions_per_request"], 3)
     out.write_text(json.dumps(merged, indent=2) + "\n")
     return 0

@@ -29,7 +29,7 @@ from .dryrun import dry_run
 from .errors import ConfigError, InputError, RouterError, StoreUnavailable
 from .ingest import Limits, decode_beacons
 from .replay import command as replay_command
-from .serve import reload_verdict
+from .serve import delivery_process, reload_verdict
 from .serve.server import serve
 from .serve.supervisor import Supervisor
 from .sources.explain import routes_table
@@ -40,6 +40,7 @@ from .web.state import WorkerSlot
 
 DEFAULT_CONFIG = "config/router.yaml"
 CONFIG_ENV = "BEACON_ROUTER_CONFIG"  # the config when --config is not given
+DEFAULT_DELIVERY = "process"  # serve --delivery: where delivery runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes sharing the port, each with its own spool file "
                         "(overrides server.workers; see docs/deploy.md)")
+    p.add_argument("--delivery", choices=["process", "inline"], default=DEFAULT_DELIVERY,
+                   help="process: delivery runs in its own process beside the ingest "
+                        "workers; inline: in each worker's process "
+                        f"(default {DEFAULT_DELIVERY}; see docs/deploy.md)")
 
     p = command("check", _check, "Validate a config: exit 0 if valid, else 2 naming the key.")
     p.add_argument("--show", action="store_true",
@@ -143,11 +148,13 @@ def _serve(args: argparse.Namespace) -> int:
     if workers < 1:
         print("beacon-router: --workers must be at least 1", file=sys.stderr)
         return 2
-    if workers == 1:
+    separate = args.delivery == "process"
+    if workers == 1 and not separate:
         return _serve_worker(config, host, port)
     supervisor = Supervisor(config, args.config, workers,
                             lambda cfg, slot: _serve_worker(cfg, host, port, slot),
-                            host=host, port=port)
+                            host=host, port=port,
+                            delivery_target=_deliver if separate else None)
     try:
         return supervisor.run()
     except OSError as exc:  # the port is taken by a process that does not share it
@@ -164,6 +171,15 @@ def _serve_worker(config: Config, host: str, port: int, slot: WorkerSlot | None 
         print(f"beacon-router: cannot serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _deliver(config: Config, slot: WorkerSlot) -> int:
+    """The delivery process of ``serve --delivery process``; the exit code."""
+    try:
+        return delivery_process.run(config, slot, _run)
+    except (OSError, RouterError) as exc:  # a spool file that cannot open, …
+        print(f"beacon-router: cannot deliver: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run(main: Any) -> Any:

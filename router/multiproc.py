@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -40,9 +42,30 @@ def enabled() -> bool:
 def registry() -> CollectorRegistry:
     """Every worker's metrics, merged from the files, plus the platform collector."""
     merged = CollectorRegistry()
-    MultiProcessCollector(merged)
+    _Collector(merged)
     merged.register(PLATFORM_COLLECTOR)
     return merged
+
+
+class _Collector(MultiProcessCollector):
+    """prometheus-client's collector, minus a file another process is creating right now.
+
+    A process makes its file with ``open()`` and then grows it with ``truncate()``: read in
+    between, the file is empty and the whole scrape failed (``struct.error``, a 500). The
+    delivery process creates its files while the ingest workers answer scrapes, so that
+    moment is not rare. Such a file holds no value yet: skipping it loses nothing."""
+
+    def collect(self) -> Any:
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _has_header(f)]
+        return self.merge(files, accumulate=True)
+
+
+def _has_header(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return len(fh.read(8)) == 8
+    except FileNotFoundError:  # a dead process's live gauges, removed meanwhile
+        return False
 
 
 class Directory:

@@ -104,7 +104,8 @@ class RouterProcess:
                 [sys.executable, "-m", "router.cli", "serve", "--config", self.config,
                  "--listen", f"127.0.0.1:{self.port}", *self.args],
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": REPO, **self.env})
+                env={**os.environ, "PYTHONPATH": REPO, **self.env},
+                start_new_session=True)  # its own process group: kill9 reaches every child
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -115,7 +116,10 @@ class RouterProcess:
                     raise AssertionError(f"router exited {self.proc.returncode}:\n{self.logs()}")
                 try:
                     async with http.get(f"{self.url}/readyz") as resp:
-                        if resp.status == 200:
+                        # Under --delivery process: ready once delivery answers too.
+                        body = await resp.json() if resp.status == 200 else {}
+                        if resp.status == 200 and (body.get("delivery") or {}).get(
+                                "process", "running") == "running":
                             return
                 except aiohttp.ClientError:
                     pass
@@ -123,8 +127,11 @@ class RouterProcess:
         raise AssertionError(f"router not ready after {timeout}s:\n{self.logs()}")
 
     def kill9(self) -> None:
+        """kill -9 of the router: the process, and its children under a supervisor
+        (``--workers``, ``--delivery process``), all at once."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def terminate(self, timeout: float = 30.0) -> int:
@@ -134,7 +141,8 @@ class RouterProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def logs(self) -> str:

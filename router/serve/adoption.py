@@ -23,7 +23,7 @@ from aiohttp import web
 from ..config import Config
 from ..delivery import Delivery
 from ..metrics import Metrics
-from ..spool.shards import ShardLock, remove_spool_file, shard_files, worker_spool
+from ..spool.shards import RoleLocks, remove_spool_file, shard_files, worker_spool
 from ..spool.sqlite import SqliteSpool
 from ..web.state import ROUTER
 
@@ -36,8 +36,11 @@ _CHECK_EVERY = 0.5  # seconds between "is this file empty yet?" checks while dra
 class Adoption:
     """Worker ``index`` of ``count``: finds, drains and deletes the files it inherits."""
 
-    def __init__(self, config: Config, index: int, count: int, metrics: Metrics) -> None:
+    def __init__(self, config: Config, index: int, count: int, metrics: Metrics, *,
+                 every: bool = False) -> None:
+        """``every``: adopt every former worker's file (the delivery process does)."""
         self.config, self.index, self.count, self.metrics = config, index, count, metrics
+        self.every = every
         self.draining: dict[int, asyncio.Task[None]] = {}
         self.kept: set[int] = set()  # drained files that stay for their dead letters
         self._stopping = asyncio.Event()
@@ -60,14 +63,14 @@ class Adoption:
 
     def mine(self, index: int) -> bool:
         """Whether file ``index`` is one this worker inherits."""
-        return index >= self.count and index % self.count == self.index
+        return index >= self.count and (self.every or index % self.count == self.index)
 
     async def _scan(self) -> None:
         while not self._stopping.is_set():
             for index, path in shard_files(self.config.spool.path).items():
                 if not self.mine(index) or index in self.draining:
                     continue
-                lock = ShardLock(path)
+                lock = RoleLocks(path)  # nobody appends there; nobody else delivers
                 if not lock.try_acquire():
                     continue  # still held by a process that is stopping: next scan
                 if not os.path.exists(path):  # drained and deleted while we looked
@@ -84,7 +87,7 @@ class Adoption:
     def _finished(self, index: int, _task: asyncio.Task[None]) -> None:
         self.draining.pop(index, None)
 
-    async def _drain(self, index: int, path: str, lock: ShardLock) -> None:
+    async def _drain(self, index: int, path: str, lock: RoleLocks) -> None:
         spool = worker_spool(self.config.spool, index, 1)
         assert isinstance(spool, SqliteSpool)
         backends = self.config.enabled_backends

@@ -99,8 +99,10 @@ class Relay:
     reloaded) and to a waiting ``beacon-router reload`` (the reload's verdict, every worker's
     errors together; router/serve/reload_verdict.py)."""
 
-    def __init__(self, count: int, upstream: str) -> None:
-        self.count, self.upstream = count, upstream
+    def __init__(self, count: int, upstream: str, helpers: int = 0) -> None:
+        """``count`` workers listen; ``helpers`` more children (the delivery process) must
+        be ready too before systemd hears READY=1."""
+        self.count, self.upstream, self.helpers = count, upstream, helpers
         self.listener = Listener()
         os.environ[ENV] = self.listener.path  # inherited by every worker forked from now on
         self.ready: set[int] = set()
@@ -108,10 +110,10 @@ class Relay:
         self.reload: _Reload | None = None  # the reload in progress
 
     @classmethod
-    def start(cls, count: int) -> Relay:
+    def start(cls, count: int, helpers: int = 0) -> Relay:
         """A relay to systemd when it listens (``$NOTIFY_SOCKET``); without it only the
         verdicts for ``beacon-router reload`` go anywhere."""
-        return cls(count, os.environ.get(ENV, ""))
+        return cls(count, os.environ.get(ENV, ""), helpers)
 
     @property
     def waiting(self) -> bool:
@@ -126,7 +128,7 @@ class Relay:
             if self.reload is not None and pid in self.reload.verdicts:
                 self.reload.verdicts[pid] = worker_verdict(fields)
         self.ready &= live
-        if not self.ready_sent and len(self.ready) >= self.count:
+        if not self.ready_sent and len(self.ready) >= self.count + self.helpers:
             self.ready_sent = True
             self._send("READY=1", f"STATUS={self.count} workers listening")
         if self.reload is not None:

@@ -19,7 +19,9 @@ import structlog
 from aiohttp import web
 
 from ..config import Config, split_listen
-from ..spool.shards import ShardLock, shard_path, worker_spool
+from ..delivery_link import DeliveryLink
+from ..spool.shards import RoleLocks, shard_path, worker_spool
+from ..spool.sqlite import SqliteSpool
 from ..web.admin import create_admin_app
 from ..web.app import ROUTER, create_app
 from ..web.reload import RELOADER, ReloadResult
@@ -37,13 +39,16 @@ KEEPALIVE_TIMEOUT = 75.0
 async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
                 worker: WorkerSlot | None = None) -> None:
     """Serve ``config`` on host:port until told to stop; ``worker`` is this process's slot
-    under ``serve --workers`` (its own spool file, the port shared with SO_REUSEPORT)."""
+    under ``serve --workers`` (its own spool file, the port shared with SO_REUSEPORT) or
+    ``--delivery process`` (then this process only ingests: ``slot.role`` is "ingest")."""
     slot = worker or WorkerSlot()
     lock = None
     if config.spool.type == "sqlite":
-        # Only the lock holder may deliver from a spool file (spool/shards.py). A previous
-        # process on this file may still be draining: wait for it as long as it may take.
-        lock = ShardLock(shard_path(config.spool.path, slot.index))
+        # Only the lock holders may append to and deliver from a spool file (spool/shards.py):
+        # an ingest worker takes the first role's lock, an inline one both. A previous process
+        # on this file may still be draining: wait for it as long as it may take.
+        roles = ("ingest",) if slot.role == "ingest" else ("ingest", "delivery")
+        lock = RoleLocks(shard_path(config.spool.path, slot.index), roles)
         await lock.acquire(config.server.drain_delay + config.server.shutdown_timeout * 2 + 5)
     try:
         await _serve(config, host, port, reuse_port=reuse_port or slot.count > 1, slot=slot)
@@ -54,8 +59,17 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
 
 async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
                  slot: WorkerSlot) -> None:
-    app = create_app(config, spool=worker_spool(config.spool, slot.index, slot.count))
-    adoption.install(app, slot.index, slot.count)
+    spool = worker_spool(config.spool, slot.index, slot.count,
+                         role="ingest" if slot.role == "ingest" else "both")
+    link = None
+    if slot.role == "ingest":
+        assert slot.state_socket is not None
+        if isinstance(spool, SqliteSpool):  # a byte per group commit wakes delivery
+            spool.wake_fd = slot.wake_fd
+        link = DeliveryLink(slot.state_socket)
+    app = create_app(config, spool=spool, link=link)
+    if link is None:  # else the delivery process adopts former workers' files
+        adoption.install(app, slot.index, slot.count)
     app[WORKER] = slot
     # From here on SIGHUP never kills the process (its default action), even mid-start: a
     # reload asked for before delivery runs is refused and says why.

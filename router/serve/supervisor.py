@@ -5,6 +5,12 @@ and runs the whole router (ingest, pipeline, spool, delivery). With a SQLite spo
 owns one file, locked (``spool/shards.py``), so every event is in exactly one file and delivered
 from it by exactly one process. A Redis spool is shared by all: each worker is one more consumer.
 
+With ``delivery_target`` (``serve --delivery process``, the default) the workers only ingest
+and one more child, the delivery process (router/serve/delivery_process.py), delivers from every
+worker's spool file. The supervisor makes the pipe the workers wake it with (one byte per group
+commit) and the directory of its state socket before the first fork, and keeps both ends of
+the pipe open, so either side may die and come back without the other noticing.
+
 The parent forks the workers after loading the config once (so all share one validated config
 and one hash key), restarts a worker that dies, forwards SIGHUP, and on SIGTERM/SIGINT forwards
 the signal, waits for every worker to drain, and exits 0 if all exited cleanly. It runs no
@@ -16,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,11 +84,15 @@ class Supervisor:
         *,
         host: str,
         port: int,
+        delivery_target: Callable[[Config, WorkerSlot], int] | None = None,
     ) -> None:
         self.config, self.config_file, self.count = config, config_file, count
         self.target, self.host, self.port = target, host, port
+        self.delivery_target = delivery_target  # slot index ``count`` when given
         self.children: dict[int, _Child] = {}  # pid → child
-        self._policies = [RestartPolicy() for _ in range(count)]
+        self._policies = [RestartPolicy() for _ in range(count + 1)]
+        self._wake: tuple[int, int] | None = None  # the pipe's (read, write) ends
+        self._run_dir: str | None = None  # the delivery process's state socket lives here
         self._restart_at: dict[int, float] = {}  # slot index → monotonic time
         self._stopping_since: float | None = None
         self._clean = True
@@ -92,8 +104,15 @@ class Supervisor:
         check_port_free(self.host, self.port)
         # Before the first fork: every worker writes its metrics where any worker reads them.
         self._metrics = multiproc.Directory()
-        # Speaks for every worker: to systemd (READY=1 …) and to `beacon-router reload`.
-        self._relay = sdnotify.Relay.start(self.count)
+        helpers = int(self.delivery_target is not None)
+        children = self.count + helpers
+        # Speaks for every child: to systemd (READY=1 …) and to `beacon-router reload`.
+        self._relay = sdnotify.Relay.start(self.count, helpers)
+        if self.delivery_target is not None:
+            self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            for fd in self._wake:  # inherited across fork (not exec): the children need them
+                os.set_inheritable(fd, True)
+            self._run_dir = tempfile.mkdtemp(prefix="beacon-router-run-")
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             log.info(
@@ -102,7 +121,7 @@ class Supervisor:
                 pid=os.getpid(),
                 listen=f"{self.host}:{self.port}",
             )
-            for index in range(self.count):
+            for index in range(children):
                 self._spawn(index, old_mask)
             while self.children or (self._restart_at and self._stopping_since is None):
                 waiting = self._relay is not None and self._relay.waiting
@@ -117,6 +136,10 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self._metrics.remove()
+            for fd in self._wake or ():
+                os.close(fd)
+            if self._run_dir is not None:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
             if self._relay is not None:
                 self._relay.close()
         log.info("supervisor stopped", clean=self._clean)
@@ -164,8 +187,20 @@ class Supervisor:
 
     # -- children ------------------------------------------------------------------------------
 
+    def _slot(self, index: int) -> tuple[WorkerSlot, Callable[[Config, WorkerSlot], int]]:
+        """Slot ``index``'s place and body: an ingest (or inline) worker, or, at ``count``,
+        the delivery process."""
+        if self._wake is None or self._run_dir is None:
+            return WorkerSlot(index, self.count), self.target
+        socket_path = os.path.join(self._run_dir, "delivery.sock")
+        if index == self.count:
+            assert self.delivery_target is not None
+            return WorkerSlot(index, self.count, "delivery", self._wake[0], socket_path), \
+                self.delivery_target
+        return WorkerSlot(index, self.count, "ingest", self._wake[1], socket_path), self.target
+
     def _spawn(self, index: int, old_mask: object) -> None:
-        slot = WorkerSlot(index, self.count)
+        slot, target = self._slot(index)
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
@@ -175,8 +210,11 @@ class Supervisor:
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # type: ignore[arg-type]
                 _exit_with_parent(parent)
-                structlog.contextvars.bind_contextvars(worker=index)
-                code = self.target(self.config, slot)
+                if slot.role == "delivery":
+                    structlog.contextvars.bind_contextvars(role="delivery")
+                else:
+                    structlog.contextvars.bind_contextvars(worker=index)
+                code = target(self.config, slot)
             except BaseException:
                 log.exception("worker failed")
             finally:
@@ -184,7 +222,10 @@ class Supervisor:
                 sys.stderr.flush()
                 os._exit(code)
         self.children[pid] = _Child(slot, pid, time.monotonic())
-        log.info("worker started", worker=index, pid=pid)
+        if slot.role == "delivery":
+            log.info("delivery process started", role="delivery", pid=pid)
+        else:
+            log.info("worker started", worker=index, pid=pid)
 
     def _reap(self) -> None:
         while self.children:

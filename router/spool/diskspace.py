@@ -94,6 +94,22 @@ class DiskGuard:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
+    def sync(self, role: str) -> None:
+        """Before a compaction pass (``role`` "both" or "delivery") or instead of one
+        ("ingest"). Two processes on one spool (``serve --delivery process``) share the reserve
+        file as their flag, absent meaning full: the ingest side, which only appends, resumes
+        once the delivery side, which compacts and so frees the room, has made the reserve
+        again; the delivery side knows the disk is full once the ingest side removed it."""
+        there = self.reserve <= 0 or os.path.exists(self.path)
+        if role == "ingest":
+            if self.full and there:
+                self.full, self.reason = False, ""
+                log.info("spool disk has room again: ingest resumes", free_bytes=self.free_bytes())
+            return
+        if role == "delivery" and not self.full and not there:
+            self.full, self.reason = True, "the ingest process found the disk full"  # it logged
+        self.check()
+
     def try_leave(self) -> bool:
         """While full: take the reserve back and accept again once it and ``low_water`` fit."""
         if not self.full:

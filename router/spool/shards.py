@@ -2,9 +2,11 @@
 
 SQLite is single-writer, so ``serve --workers N`` gives every worker its own file, derived from
 ``spool.path``: worker 0 keeps the path itself (``data/spool.db``, as with one process), worker
-``k`` uses ``data/spool-k.db``. A process delivers from a file only while it holds an exclusive
-``flock`` on ``<file>.lock``, so no two processes ever deliver the same event. The kernel drops
-the lock when its holder dies, even on ``kill -9``.
+``k`` uses ``data/spool-k.db``. Each file has one lock per role: a process appends to it only
+while it holds an exclusive ``flock`` on ``<file>.lock`` and delivers from it only while it holds
+``<file>.delivery.lock``, so no two processes ever deliver the same event. ``--delivery inline``
+holds both; under ``--delivery process`` the ingest worker holds the first and the delivery
+process the second. The kernel drops a lock when its holder dies, even on ``kill -9``.
 
 Files whose index is at or above the current worker count (the count went down) are *shards to
 adopt*: worker ``i`` drains those with ``index % N == i`` and deletes each once it holds no
@@ -60,8 +62,8 @@ def shard_files(path: str) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def worker_spool(spool: SpoolConfig, index: int, count: int) -> Spool:
-    """The spool worker ``index`` of ``count`` writes to (not opened yet).
+def worker_spool(spool: SpoolConfig, index: int, count: int, role: str = "both") -> Spool:
+    """The spool worker ``index`` of ``count`` writes to (not opened yet), in ``role``.
 
     SQLite: its own file, with ``max_size`` split evenly so the files together stay within it.
     Redis: the shared stream; an explicit ``consumer`` name gets ``-<index>`` past worker 0,
@@ -73,6 +75,7 @@ def worker_spool(spool: SpoolConfig, index: int, count: int) -> Spool:
         made = create_spool(spool.model_copy(update=update))
         assert isinstance(made, SqliteSpool)
         made.dead_letter_id_base = index * DEAD_LETTER_ID_STRIDE
+        made.role = role
         return made
     if spool.consumer and index:
         spool = spool.model_copy(update={"consumer": f"{spool.consumer}-{index}"})
@@ -86,12 +89,17 @@ def remove_spool_file(path: str) -> None:
             os.unlink(path + suffix)
 
 
-class ShardLock:
-    """An exclusive ``flock`` on ``<spool file>.lock``; its holder's pid is written inside."""
+LOCK_SUFFIX = {"ingest": ".lock", "delivery": ".delivery.lock"}
 
-    def __init__(self, spool_path: str) -> None:
+
+class ShardLock:
+    """An exclusive ``flock`` on ``<spool file>.lock`` (``role`` ingest) or
+    ``<spool file>.delivery.lock``; its holder's pid is written inside."""
+
+    def __init__(self, spool_path: str, role: str = "ingest") -> None:
         self.spool_path = spool_path
-        self.path = spool_path + ".lock"
+        self.role = role
+        self.path = spool_path + LOCK_SUFFIX[role]
         self._fd: int | None = None
 
     @property
@@ -130,8 +138,9 @@ class ShardLock:
         while not self.try_acquire():
             if time.monotonic() >= deadline:
                 raise Unavailable(
-                    f"spool {self.spool_path} is in use by another process ({self.holder()}); "
-                    "each router process needs its own spool file (see docs/deploy.md)"
+                    f"spool {self.spool_path} is in use by another process ({self.holder()}) "
+                    f"for {self.role}; each router process needs its own spool file "
+                    "(see docs/deploy.md)"
                 )
             if not logged:
                 log.info(
@@ -161,3 +170,35 @@ class ShardLock:
                 os.unlink(self.path)
         os.close(self._fd)
         self._fd = None
+
+
+class RoleLocks:
+    """Several roles' locks on one spool file, taken and dropped together (``--delivery
+    inline`` and adoption take both: they append and deliver)."""
+
+    def __init__(self, spool_path: str, roles: tuple[str, ...] = ("ingest", "delivery")) -> None:
+        self.spool_path = spool_path
+        self.locks = [ShardLock(spool_path, role) for role in roles]
+
+    def try_acquire(self) -> bool:
+        """All or none; never blocks."""
+        for n, lock in enumerate(self.locks):
+            if not lock.try_acquire():
+                for taken in self.locks[:n]:
+                    taken.release()
+                return False
+        return True
+
+    async def acquire(self, timeout: float) -> None:
+        """Each in turn, waiting up to ``timeout`` seconds in all for their previous holders."""
+        deadline = time.monotonic() + timeout
+        try:
+            for lock in self.locks:
+                await lock.acquire(max(0.0, deadline - time.monotonic()))
+        except Unavailable:
+            self.release()
+            raise
+
+    def release(self, *, remove: bool = False) -> None:
+        for lock in reversed(self.locks):
+            lock.release(remove=remove)

@@ -4,11 +4,21 @@ Every ``append`` from every request waiting at the same moment is written in one
 and one fsync (``synchronous=FULL``), so durability costs one disk flush per *group*, not per
 request. Each backend has a cursor (the last id it acked); rows at or below every cursor are
 deleted in small chunks between writes, so compaction never stalls ingest for long.
+
+One file may be shared by two processes in two *roles* (``serve --delivery process``): the
+ingest process only appends (``role="ingest"``: no readers, no compaction) and, after each
+commit that added rows, writes one byte to ``wake_fd``; the delivery process reads, moves
+cursors, dead-letters and compacts (``role="delivery"``). SQLite's WAL lets each side's short
+transactions take turns (``busy_timeout``). The delivery side looks for new rows
+(``refresh_soon``) when that byte arrives (router/serve/delivery_process.py watches the pipe)
+and, as a fallback, polls the log's highest id every ``POLL_SECONDS``. ``role="both"`` is
+the single process of ``--delivery inline``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
@@ -42,6 +52,8 @@ sqlite3.register_adapter(bytes, bytes)
 # Bytes held back for compaction (spool/diskspace.py). 8 MiB keeps the WAL checkpoint at
 # SQLite's default of 1,000 pages (half the reserve), so holding it costs ingest nothing.
 DEFAULT_RESERVE = 8 * 1024 * 1024
+ROLES = ("both", "ingest", "delivery")
+POLL_SECONDS = 0.25  # delivery role: how stale its view of the log may be without a wake-up
 
 
 
@@ -60,8 +72,13 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
 
     def __init__(self, path: str, *, max_size: int | None = None,
                  when_full: str = "reject", synchronous: str = "FULL",
-                 dead_letter_id_base: int = 0, reserve: int = DEFAULT_RESERVE) -> None:
+                 dead_letter_id_base: int = 0, reserve: int = DEFAULT_RESERVE,
+                 role: str = "both") -> None:
+        if role not in ROLES:
+            raise ValueError(f"spool role must be one of {ROLES}, not {role!r}")
         self.path = path
+        self.role = role
+        self.wake_fd: int | None = None  # ingest role: a byte here after each appending commit
         self._disk = DiskGuard(path, reserve)
         # A worker's own file numbers its dead letters above this, so ids name their file
         # across the files of ``serve --workers`` (spool/shards.py).
@@ -81,6 +98,9 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self._read_local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: str | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._refreshing = False
+        self._refresher: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,12 +117,19 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         positions = await started
         self._readers = {b: _Reader(position=p, handed_out=p) for b, p in positions.items()
                          if b in backends}
+        if self.role == "delivery":
+            self._poller = asyncio.create_task(self._poll(), name=f"spool-poll:{self.path}")
         orphaned = sorted(set(positions) - set(backends))
         if orphaned and backends:  # (an admin command opens the spool with no backends)
             log.warning("spool keeps events for backends no longer configured",
                         backends=orphaned, hint="beacon-router dlq purge --backend NAME")
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         if self._writer is not None:
             self._flush_outbox()
             self._ops.put(None)
@@ -145,6 +172,34 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
                     and self.when_full == "reject")
 
     # -- delivery side -----------------------------------------------------------------------
+
+    def refresh_soon(self) -> None:
+        """Look for rows another process appended, once (several calls meanwhile share it)."""
+        if not self._refreshing and self._writer is not None:
+            self._refreshing = True
+            self._refresher = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(
+                self._read_pool, self._query,
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'", ())
+        except sqlite3.Error as exc:
+            throttled("warning", "spool poll failed", error=str(exc), path=self.path)
+            return
+        finally:
+            self._refreshing = False
+        top = int(rows[0][0]) if rows else 0
+        if top > self.last_id:
+            self.last_id = top
+            for reader in self._readers.values():
+                reader.arrived.set()
+
+    async def _poll(self) -> None:
+        """The fallback when no wake-up comes (none configured, or one lost)."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            self.refresh_soon()
 
     async def read(self, backend: str, limit: int) -> list[Entry]:
         reader = self._readers[backend]

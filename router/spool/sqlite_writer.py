@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import queue
 import sqlite3
 import threading
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_backend ON dead_letters (backend, id);
 """
 _COMPACT_CHUNK = 5000        # rows deleted per transaction: keeps each pause short
+_COMPACT_CHUNK_SHARED = 1000  # the delivery process's: an ingest commit waits for its lock
 _COMPACT_EVERY = 0.5         # seconds between compaction passes
 _KEEP_FREE_PAGES = 2048      # free pages kept in the file for reuse; beyond, given back
 MAX_GROUP = 4096            # operations folded into one transaction at most
@@ -70,8 +72,6 @@ class Op:
     result: Any = None
 
 
-
-
 class SpoolWriter:
     """The writer-thread half of :class:`~router.spool.sqlite.SqliteSpool`."""
 
@@ -90,6 +90,8 @@ class SpoolWriter:
     _writer: threading.Thread | None
     _failure: str | None
     _measured_at: float
+    role: str  # "both", or "ingest" / "delivery" when two processes share the file
+    wake_fd: int | None  # ingest role: one byte here per commit wakes the delivery process
 
     def _connect(self) -> sqlite3.Connection:
         # One prepared INSERT per row count (1 to _ROWS_PER_INSERT): keep them all cached.
@@ -146,9 +148,13 @@ class SpoolWriter:
                 except queue.Empty:
                     break
             self._commit(conn, group)
+            if self.role == "ingest":  # the delivery process compacts, and so frees room
+                self._disk.sync(self.role)
+                continue
             # One chunk per pass while behind (between write groups, so ingest never waits
             # long), else one check every _COMPACT_EVERY.
             if behind or time.monotonic() - last_compaction >= _COMPACT_EVERY:
+                self._disk.sync(self.role)  # another process may have filled the disk
                 behind = self._compact(conn)
                 last_compaction = time.monotonic()
                 if self._disk.full and not behind:
@@ -229,6 +235,9 @@ class SpoolWriter:
         if self.max_size or time.monotonic() - self._measured_at >= _COMPACT_EVERY:
             self._measure(conn)
         self._disk.check()
+        if appended and self.wake_fd is not None:
+            with contextlib.suppress(OSError):  # a full pipe: the reader has bytes to read
+                os.write(self.wake_fd, b"\0")
         self._resolve(work, None, notify=appended)
 
     def _out_of_space(self, exc: sqlite3.Error) -> bool:
@@ -336,7 +345,8 @@ class SpoolWriter:
         deleted = vacuumed = more = False
         try:
             if first is not None and first <= floor:
-                upto = self._chunk_end(conn, first, min(floor, first + _COMPACT_CHUNK - 1))
+                chunk = _COMPACT_CHUNK_SHARED if self.role == "delivery" else _COMPACT_CHUNK
+                upto = self._chunk_end(conn, first, min(floor, first + chunk - 1))
                 conn.execute("DELETE FROM events WHERE id <= ?", (upto,))
                 deleted, more = True, upto < floor
             # Give space back to the OS, also once a drain has deleted everything: else the
@@ -383,13 +393,8 @@ def _insert_sql(rows: int) -> str:
     return "INSERT INTO events (body) VALUES " + ", ".join(["(?)"] * rows)
 
 
-
 def settle(fut: asyncio.Future[Any], value: Any, error: Exception | None) -> None:
-    if fut.done():
-        return
-    if error is not None:
+    if not fut.done() and error is not None:
         fut.set_exception(error)
-    else:
+    elif not fut.done():
         fut.set_result(value)
-
-

@@ -43,6 +43,10 @@ async def tap(request: web.Request, router: Any) -> web.StreamResponse:
     query = request.query
     stage = query.get("backend", PIPELINE)
     workers = router.delivery.workers if router.delivery is not None else {}
+    if stage != PIPELINE and router.link is not None:
+        return _error(409, "conflict", "backends run in the delivery process, which this "
+                                       "tap cannot reach yet: tap the pipeline, or serve "
+                                       "with --delivery inline to tap a backend")
     if stage != PIPELINE and stage not in workers:
         return _error(404, "not_found", f"no running backend {stage[:64]!r}: "
                                         f"{', '.join(sorted(workers)) or 'none'}")

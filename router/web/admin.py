@@ -103,7 +103,11 @@ async def status(request: web.Request, router: Router) -> web.Response:
     spool = router.spool
     writable = spool is not None and await spool.writable()
     summary = {}
-    if router.delivery is not None:
+    remote = await _remote_backends(router)
+    if remote is not None:
+        summary = {name: {"healthy": b["healthy"], "queued": b["queued"]}
+                   for name, b in remote.items()}
+    elif router.delivery is not None:
         for name, worker in router.delivery.workers.items():
             summary[name] = {
                 "healthy": worker.health.healthy,
@@ -136,22 +140,28 @@ async def backends(request: web.Request, router: Router) -> web.Response:
         queues, dead = await every.queues(), await every.dead_letter_counts()
     if _worker_count(request) > 1:  # the local file is one of several: count them all
         workers = {}
+    remote = await _remote_backends(router)
     peek = getattr(spool, "peek", None)
     now = time.time()
     out: dict[str, Any] = {}
     for name in sorted(set(config.backends) | set(queues) | set(dead)):
         spec = config.backends.get(name)
         worker = workers.get(name)
+        there = remote.get(name) if remote is not None else None
         queued = await spool.depth(name) if worker is not None else queues.get(name, 0)
         entry: dict[str, Any] = {
             "type": spec.type if spec else None,
             "configured": spec is not None,
             "enabled": bool(spec and spec.enabled),
-            "running": worker is not None,
+            "running": worker is not None or there is not None,
             "queued": queued,
             "dead_letters": dead.get(name, 0),
         }
-        if worker is not None:
+        if there is not None:  # --delivery process: its worker's state
+            entry["health"] = {key: there[key] for key in
+                               ("healthy", "consecutive_failures", "last_error", "last_success")}
+            entry["oldest_event_age_seconds"] = there["oldest_event_age_seconds"]
+        elif worker is not None:
             h = worker.health
             entry["health"] = {
                 "healthy": h.healthy,
@@ -205,7 +215,9 @@ async def dlq_replay(request: web.Request, router: Router) -> web.Response:
     selection = await _selection(request)
     if isinstance(selection, web.Response):
         return selection
-    if router.delivery is None or name not in router.delivery.workers:
+    running = (router.config.enabled_backends if router.link is not None
+               else router.delivery.workers if router.delivery is not None else {})
+    if name not in running:
         return error_response(
             409,
             "conflict",
@@ -238,9 +250,9 @@ async def dlq_purge(request: web.Request, router: Router) -> web.Response:
 @admin_only
 async def reload(request: web.Request, router: Router) -> web.Response:
     """Re-read the config file: 200 with what changed, or 422 with why it was refused."""
-    if _worker_count(request) > 1:
-        # Every worker must reload, not just this one: check the file here, then let the
-        # supervisor forward SIGHUP to all of them.
+    if _worker_count(request) > 1 or router.link is not None:
+        # Every worker (and the delivery process) must reload, not just this one: check the
+        # file here, then let the supervisor forward SIGHUP to all of them.
         try:
             load(router.config.file)
         except ConfigError as exc:
@@ -258,6 +270,14 @@ async def reload(request: web.Request, router: Router) -> web.Response:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+async def _remote_backends(router: Router) -> dict[str, dict[str, Any]] | None:
+    """Under ``--delivery process``: its backends' state ({} while it is away); else None."""
+    if router.link is None:
+        return None
+    state = await router.link.state()
+    return dict(state["backends"]) if state else {}
 
 
 def _worker_count(request: web.Request) -> int:

@@ -16,6 +16,7 @@ from aiohttp import web
 from .. import multiproc
 from ..config import Config
 from ..delivery import Delivery
+from ..delivery_link import DeliveryLink
 from ..filters import Pipeline
 from ..ingest import Limits
 from ..metrics import Metrics
@@ -36,12 +37,16 @@ from .stats import add_stats_routes
 log = structlog.get_logger(__name__)
 
 
-def create_app(config: Config, *, spool: Spool | None = None) -> web.Application:
-    """The router as an aiohttp app; ``spool`` may be given (tests), else built from config."""
+def create_app(config: Config, *, spool: Spool | None = None,
+               link: DeliveryLink | None = None) -> web.Application:
+    """The router as an aiohttp app; ``spool`` may be given (tests), else built from config.
+    With ``link`` the app only ingests: a delivery process delivers from its spool and
+    answers for its backends (``serve --delivery process``)."""
     metrics = Metrics(shared_spool=config.spool.type == "redis")
     shared = create_shared(config.spool)
     router = Router(config=config, metrics=metrics, limits=Limits.from_server(config.server),
                     rate_limits=RateLimits(config.limits, shared=shared), shared=shared,
+                    link=link,
                     pipeline=Pipeline(config.pipeline, on_drop=drop_counter(metrics),
                                       shared=shared))
     # aiohttp's own cap is only a backstop: read_body enforces max_body with a clear 413. Its
@@ -92,6 +97,14 @@ async def _shared_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _delivery_ctx(app: web.Application) -> AsyncIterator[None]:
     router = app[ROUTER]
     assert router.spool is not None
+    if router.link is not None:
+        log.info("router started", delivery="process", filters=len(router.pipeline))
+        try:
+            yield
+        finally:
+            router.draining = True
+            await router.link.aclose()
+        return
     router.delivery = Delivery(list(router.config.enabled_backends.values()), router.spool,
                                router.metrics)
     router.delivery.start()

@@ -211,6 +211,12 @@ def admin_paths() -> dict[str, Schema]:
                 "Re-read the config file (as SIGHUP does)",
                 {
                     200: json("Applied; what changed.", ANY_OBJECT),
+                    202: json(
+                        "The file is valid; every process (the --workers workers, the "
+                        "delivery process) was signalled to reload it; their verdicts are in "
+                        "their logs and /admin/status.",
+                        ANY_OBJECT,
+                    ),
                     422: json(STATUS[422], {"allOf": [ERROR_REF, ANY_OBJECT]}),
                 },
                 ADMIN_ERRORS,

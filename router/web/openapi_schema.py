@@ -131,6 +131,15 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object",
                 "additionalProperties": {"$ref": "#/components/schemas/BackendHealth"},
             },
+            "delivery": obj(
+                {
+                    "process": {"enum": ["running", "unreachable"]},
+                    "pid": {"type": ["integer", "null"]},
+                },
+                ("process", "pid"),
+                description="serve --delivery process only: the delivery process, whose "
+                "backends these are (unreachable while it restarts; ingest stays ready)",
+            ),
         },
         ("status", "spool_writable", "draining", "backends"),
     ),

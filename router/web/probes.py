@@ -1,5 +1,6 @@
 """The infrastructure's probes: ``/healthz`` (alive), ``/readyz`` (config loaded, spool
-writable, not draining; per-backend health) and ``/metrics`` (Prometheus text)."""
+writable, not draining; per-backend health, from the delivery process under ``--delivery
+process``) and ``/metrics`` (Prometheus text)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,28 @@ async def readyz(request: web.Request) -> web.Response:
     router = request.app[ROUTER]
     spool_ok = router.spool is not None and await router.spool.writable()
     backends = {}
-    if router.delivery is not None:
+    delivery: dict[str, object] | None = None
+    if router.link is not None:  # --delivery process: it answers for the backends
+        state = await router.link.state()
+        delivery = {"process": "running" if state else "unreachable",
+                    "pid": state.get("pid") if state else None}
+        for name, b in (state or {}).get("backends", {}).items():
+            backends[name] = {key: b.get(key) for key in
+                              ("healthy", "consecutive_failures", "last_error", "queued")}
+    elif router.delivery is not None:
         for name, worker in router.delivery.workers.items():
             h = worker.health
             backends[name] = {"healthy": h.healthy, "consecutive_failures":
                               h.consecutive_failures, "last_error": h.last_error,
                               "queued": await router.spool.depth(name) if router.spool else None}
     ready = spool_ok and not router.draining
-    body = {"status": "ready" if ready else "not_ready", "spool_writable": spool_ok,
-            "draining": router.draining, "backends": backends}
+    # A delivery process that is away (restarting) does not make ingest unready: what it
+    # accepts is durable in the spool and delivered once delivery is back.
+    body: dict[str, object] = {"status": "ready" if ready else "not_ready",
+                               "spool_writable": spool_ok, "draining": router.draining,
+                               "backends": backends}
+    if delivery is not None:
+        body["delivery"] = delivery
     return json_response(body, status=200 if ready else 503)
 
 

@@ -58,8 +58,11 @@ class ReloadResult:
 class Reloader:
     """Reloads one router's config file (see the module docstring)."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, *, counted: bool = True) -> None:
+        """``counted``: this reload adds to ``config_reloads_total`` (the delivery process's
+        does not: the ingest processes count each file once, as without it)."""
         self.router = router
+        self.counted = counted
         self.last: ReloadResult | None = None
         self.restart_required: list[str] = []  # pending since start, across reloads
         self._lock = asyncio.Lock()
@@ -69,7 +72,8 @@ class Reloader:
         async with self._lock:
             result = await self._reload()
         metrics = self.router.metrics
-        metrics.reloads.labels("success" if result.ok else "failure").inc()
+        if self.counted:
+            metrics.reloads.labels("success" if result.ok else "failure").inc()
         metrics.reload_ok.set(1 if result.ok else 0)
         if result.ok:
             metrics.reload_time.set(time.time())
@@ -100,7 +104,8 @@ class Reloader:
         router = self.router
         old = router.config
         refused = ReloadResult(ok=False, file=old.file)
-        if router.delivery is None or router.spool is None or router.draining:
+        delivers = router.delivery is not None or router.link is not None
+        if not delivers or router.spool is None or router.draining:
             refused.errors = ["the router is not running (starting or stopping)"]
             return refused
         try:
@@ -124,6 +129,13 @@ class Reloader:
         added = [n for n in after if n not in before]
         removed = [n for n in before if n not in after]
         changed = [n for n in after if n in before and after[n] != before[n]]
+        if router.delivery is None:
+            # --delivery process: the delivery process got the same SIGHUP and reloads the
+            # backends itself (its verdict is in its state and its log); here only what
+            # requests read changes.
+            self._swap(effective, pipeline)
+            return ReloadResult(ok=True, file=old.file, added=added, removed=removed,
+                                changed=changed, restart_required=restart)
         attach = getattr(router.spool, "attach", None)
         if (added or changed) and attach is None:
             refused.errors = [
@@ -140,12 +152,7 @@ class Reloader:
             refused.errors = [f"backends.{name}: cannot build: {type(exc).__name__}: {exc}"]
             return refused
 
-        # What requests read, swapped in one step: no await between these lines.
-        router.config = effective
-        router.pipeline = pipeline
-        router.limits = Limits.from_server(effective.server)
-        router.rate_limits = router.rate_limits.reconfigured(effective.limits)
-
+        self._swap(effective, pipeline)
         delivery = router.delivery
         leaving = {n: delivery.workers[n] for n in removed + changed if n in delivery.workers}
         await asyncio.gather(*(w.stop(effective.server.shutdown_timeout) for w in leaving.values()))
@@ -168,6 +175,15 @@ class Reloader:
             changed=changed,
             restart_required=restart,
         )
+
+
+    def _swap(self, effective: Config, pipeline: Pipeline) -> None:
+        """What requests read, swapped in one step: no await in here."""
+        router = self.router
+        router.config = effective
+        router.pipeline = pipeline
+        router.limits = Limits.from_server(effective.server)
+        router.rate_limits = router.rate_limits.reconfigured(effective.limits)
 
 
 def _effective(old: Config, new: Config) -> tuple[Config, list[str]]:

@@ -19,6 +19,7 @@ from ..ratelimit import RateLimits
 from ..spool import Spool
 
 if TYPE_CHECKING:  # the optional redis extra: imported only where a config uses it
+    from ..delivery_link import DeliveryLink
     from ..spool.redis_shared import RedisShared
 
 
@@ -32,7 +33,8 @@ class Router:
     limits: Limits
     rate_limits: RateLimits
     spool: Spool | None = None
-    delivery: Delivery | None = None
+    delivery: Delivery | None = None  # delivery in this process (``--delivery inline``)
+    link: DeliveryLink | None = None  # else: the delivery process's state, asked on a socket
     shared: RedisShared | None = None  # dedupe and rate limits across instances (Redis spool)
     draining: bool = False
     started_at: float = field(default_factory=time.time)
@@ -43,10 +45,15 @@ ROUTER = web.AppKey("router", Router)
 
 @dataclass(frozen=True)
 class WorkerSlot:
-    """Which of the ``count`` worker processes this one is (``index`` from 0)."""
+    """Which of the ``count`` worker processes this one is (``index`` from 0), and, under
+    ``--delivery process``, how it reaches the delivery process: the pipe it writes a wake-up
+    byte to (the delivery process reads the other end) and the unix socket of its state."""
 
     index: int = 0
     count: int = 1
+    role: str = "both"  # "both" (delivers itself), "ingest", or "delivery" (the process)
+    wake_fd: int | None = None
+    state_socket: str | None = None
 
 
 WORKER = web.AppKey("worker", WorkerSlot)  # set on the app by serve.server
