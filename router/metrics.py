@@ -69,24 +69,23 @@ class Metrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         p = "beacon_router_"
         # -- ingest: counted per request as plain numbers (router.tally), read at scrape time;
-        # under --workers in prometheus-client's files, which the worker a scrape reaches reads
+        # under --workers flushed into prometheus-client's files, which any worker's scrape reads
         received = ("events_received", "Events decoded from requests.", ["source"])
         accepted = ("events_accepted", "Events written durably to the spool.", ["source"])
         latency = ("request_duration_seconds", "Ingest request time.", ["route"])
-        self.received: Counter | CounterFamily
-        self.accepted: Counter | CounterFamily
-        self.request_latency: Histogram | HistogramFamily
+        tallies = Tallies()
+        self.received = tallies.counter(p + received[0], *received[1:])
+        self.accepted = tallies.counter(p + accepted[0], *accepted[1:])
+        self.request_latency = tallies.histogram(p + latency[0], *latency[1:], _LATENCY_BUCKETS)
+        self._files: list[tuple[CounterFamily | HistogramFamily, Any]] = []
         if multiproc.enabled():
-            self.received = Counter(p + received[0], *received[1:], registry=r)
-            self.accepted = Counter(p + accepted[0], *accepted[1:], registry=r)
-            self.request_latency = Histogram(p + latency[0], *latency[1:],
-                                             buckets=_LATENCY_BUCKETS, registry=r)
+            self._files = [
+                (self.received, Counter(p + received[0], *received[1:], registry=r)),
+                (self.accepted, Counter(p + accepted[0], *accepted[1:], registry=r)),
+                (self.request_latency, Histogram(p + latency[0], *latency[1:],
+                                                 buckets=_LATENCY_BUCKETS, registry=r)),
+            ]
         else:
-            tallies = Tallies()
-            self.received = tallies.counter(p + received[0], *received[1:])
-            self.accepted = tallies.counter(p + accepted[0], *accepted[1:])
-            self.request_latency = tallies.histogram(p + latency[0], *latency[1:],
-                                                     _LATENCY_BUCKETS)
             r.register(tallies)
         self.rejected = Counter(
             p + "requests_rejected",
@@ -205,8 +204,15 @@ class Metrics:
         """What a scrape shows: this registry plus process and platform metrics, or under
         ``serve --workers`` every worker's values from the multiprocess files."""
         if multiproc.enabled():
+            self.flush()  # this process's own counts, exact; the others' at most a second old
             return multiproc.registry()
         return self._exposed
+
+    def flush(self) -> None:
+        """Under multiprocess mode, copy the ingest tallies into this process's metric files
+        (every second, before a scrape and at exit: router/multiproc.py)."""
+        for family, file_backed in self._files:
+            family.flush_to(file_backed)
 
     def forget_backend(self, name: str) -> None:
         """Drop a removed backend's per-backend gauges (its counters keep their totals)."""

@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 REFRESH_SECONDS = 5.0  # how stale a worker's spool gauges may be in another worker's answer
+FLUSH_SECONDS = 1.0  # how stale a worker's ingest counts may be (and what kill -9 loses of them)
 
 
 def enabled() -> bool:
@@ -119,3 +120,25 @@ def _refresher(refresh: Callable[[web.Application], object]
             await task
 
     return ctx
+
+
+def flush_every_second(app: web.Application, flush: Callable[[], None]) -> None:
+    """Under multiprocess mode, call ``flush()`` every :data:`FLUSH_SECONDS` and once more at
+    shutdown: the ingest tallies reach the files (router/tally.py)."""
+    if not enabled():
+        return
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                flush()
+
+        task = asyncio.create_task(loop(), name="metrics:flush")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        flush()  # a clean stop loses no count
+
+    app.cleanup_ctx.append(ctx)

@@ -8,12 +8,19 @@ them when ``/metrics`` is scraped, in the text format a ``Counter`` / ``Histogra
 
 Only for the event loop's thread (there is no lock): updated from two threads at once a tally
 could lose a count. Delivery's metrics, updated from worker threads, stay prometheus_client's.
+
+Under ``serve --workers`` (prometheus_client's multiprocess mode) a scrape reads every process's
+metric files, not this process's objects: ``flush_to`` copies what was counted since the last
+flush into a file-backed ``Counter`` / ``Histogram``, once a second and before this process
+answers a scrape (router/metrics.py). A file write per request instead (``inc()`` on a
+file-backed value) costs ~40k instructions per beacon (bench/README.md, round three).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -55,6 +62,7 @@ class CounterFamily:
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self._series: dict[tuple[str, ...], CounterTally] = {}
+        self._flushed: dict[tuple[str, ...], float] = {}  # per series, its value at the last flush
 
     def labels(self, *values: str) -> CounterTally:
         series = self._series.get(values)
@@ -63,6 +71,15 @@ class CounterFamily:
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
             series = self._series[values] = CounterTally()
         return series
+
+    def flush_to(self, counter: Any) -> None:
+        """Add what each series counted since the last flush to ``counter`` (a prometheus_client
+        ``Counter`` with the same labels)."""
+        for values, series in list(self._series.items()):
+            delta = series.value - self._flushed.get(values, 0)
+            if delta:
+                counter.labels(*values).inc(delta)
+                self._flushed[values] = series.value
 
     def collect(self) -> Metric:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -83,6 +100,7 @@ class HistogramFamily:
         if not self._bounds or self._bounds[-1] != float("inf"):
             self._bounds.append(float("inf"))
         self._series: dict[tuple[str, ...], HistogramTally] = {}
+        self._flushed: dict[tuple[str, ...], tuple[list[int], float]] = {}
 
     def labels(self, *values: str) -> HistogramTally:
         series = self._series.get(values)
@@ -91,6 +109,23 @@ class HistogramFamily:
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
             series = self._series[values] = HistogramTally(self._bounds)
         return series
+
+    def flush_to(self, histogram: Any) -> None:
+        """Add what each series observed since the last flush to ``histogram`` (a
+        prometheus_client ``Histogram`` with the same labels and buckets). It has no call to
+        add many observations at once: its per-bucket values (``_buckets``, not cumulative,
+        the same bucketing as :class:`HistogramTally`) and ``_sum`` are added to directly."""
+        for values, series in list(self._series.items()):
+            counts, total = list(series.counts), series.sum
+            before, before_sum = self._flushed.get(values, ([0] * len(counts), 0.0))
+            if counts == before:
+                continue
+            child = histogram.labels(*values)
+            for bucket, now, then in zip(child._buckets, counts, before, strict=True):
+                if now != then:
+                    bucket.inc(now - then)
+            child._sum.inc(total - before_sum)
+            self._flushed[values] = (counts, total)
 
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -59,6 +59,7 @@ def create_app(config: Config, *, spool: Spool | None = None,
     app.cleanup_ctx.append(_spool_ctx(spool))
     app.cleanup_ctx.append(_delivery_ctx)
     multiproc.install(app, measure_spool)  # serve --workers: each worker's spool gauges
+    multiproc.flush_every_second(app, metrics.flush)  # … and its ingest counts
     add_profile_routes(app)  # /beacon and each source profile's paths
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -40,6 +40,35 @@ def test_tallies_render_as_prometheus_client_counters_and_histograms() -> None:
     assert _scrape(with_tallies) == _scrape(with_client)
 
 
+def test_tallies_flushed_into_prometheus_client_objects_show_the_same() -> None:
+    """Under --workers the tallies are flushed (in several rounds, as once a second) into
+    file-backed prometheus_client objects: a scrape of the files shows what direct updates
+    would have."""
+    def with_client(registry: CollectorRegistry) -> None:
+        counter = Counter("c_events", "Events.", ["source"], registry=registry)
+        histogram = Histogram("h_seconds", "Time.", ["route"], buckets=BUCKETS, registry=registry)
+        counter.labels("beacon").inc(5)
+        for value in OBSERVED * 2:
+            histogram.labels("/beacon").observe(value)
+
+    def flushed(registry: CollectorRegistry) -> None:
+        tallies = Tallies()
+        counter = tallies.counter("c_events", "Events.", ["source"])
+        histogram = tallies.histogram("h_seconds", "Time.", ["route"], BUCKETS)
+        to_counter = Counter("c_events", "Events.", ["source"], registry=registry)
+        to_histogram = Histogram("h_seconds", "Time.", ["route"], buckets=BUCKETS,
+                                 registry=registry)
+        for round_ in range(3):  # counts between flushes, and a flush with nothing new
+            if round_ < 2:
+                counter.labels("beacon").inc(3 if round_ == 0 else 2)
+                for value in OBSERVED:
+                    histogram.labels("/beacon").observe(value)
+            counter.flush_to(to_counter)
+            histogram.flush_to(to_histogram)
+
+    assert _scrape(flushed) == _scrape(with_client)
+
+
 def test_a_series_with_the_wrong_labels_is_refused() -> None:
     tallies = Tallies()
     with pytest.raises(ValueError, match="takes labels"):

@@ -20,7 +20,14 @@ import uuid
 import aiohttp
 import pytest
 from aiohttp import web
-from support import REPO, RouterProcess, WebhookReceiver, free_port, require_service
+from support import (
+    REPO,
+    RouterProcess,
+    WebhookReceiver,
+    free_port,
+    require_service,
+    until,
+)
 
 from router.metrics import Metrics
 from router.serve.supervisor import RestartPolicy
@@ -390,6 +397,10 @@ async def scrapes(url: str, count: int) -> list[tuple[str, str]]:
     return out
 
 
+async def all_scrapes_count(url: str, series: str, expected: float) -> bool:
+    return all(metric(text, series) == expected for _, text in await scrapes(url, 4))
+
+
 async def test_one_scrape_shows_every_workers_metrics_whichever_worker_answers(
     workers, receiver, tmp_path
 ):
@@ -405,6 +416,8 @@ async def test_one_scrape_shows_every_workers_metrics_whichever_worker_answers(
 
     accepted = 'beacon_router_events_accepted_total{source="beacon"}'
     delivered = 'beacon_router_events_delivered_total{backend="hook"}'
+    # A worker's counts reach the files every second (router/tally.py) and before it answers.
+    await until(lambda: all_scrapes_count(router.url, accepted, 120), timeout=10)
     for content_type, text in await scrapes(router.url, 8):
         assert content_type == "text/plain; version=0.0.4; charset=utf-8"
         assert metric(text, accepted) == 120
