@@ -21,18 +21,36 @@ _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\Z")
 
 
-@dataclass(slots=True, frozen=True)
 class RequestContext:
     """What the request said about the sender, kept in memory only: never spooled or logged.
 
-    ``client_ip`` exists for in-memory rate limits; nothing may write it anywhere.
+    ``client_ip`` exists for in-memory rate limits and geoip; nothing may write it anywhere.
+    It is worked out when a filter first asks (``client_ip_of``), since most pipelines never
+    do. Read-only by convention: a plain class with slots rather than a frozen dataclass, whose
+    ``__init__`` (an ``object.__setattr__`` per field) made one context per request cost ~7k
+    instructions (bench/README.md, round three).
     """
 
-    dnt: bool = False          # Do Not Track: 1
-    gpc: bool = False          # Sec-GPC: 1 (Global Privacy Control)
-    client_ip: str | None = field(default=None, repr=False)
-    user_agent: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
+    __slots__ = ("_client_ip", "_client_ip_of", "dnt", "gpc", "token", "user_agent")
+
+    def __init__(self, dnt: bool = False, gpc: bool = False, client_ip: str | None = None,
+                 user_agent: str | None = None, token: str | None = None,
+                 client_ip_of: Callable[[], str | None] | None = None) -> None:
+        self.dnt = dnt  # Do Not Track: 1
+        self.gpc = gpc  # Sec-GPC: 1 (Global Privacy Control)
+        self._client_ip = client_ip
+        self._client_ip_of = client_ip_of
+        self.user_agent = user_agent
+        self.token = token
+
+    @property
+    def client_ip(self) -> str | None:
+        if self._client_ip_of is not None:
+            self._client_ip, self._client_ip_of = self._client_ip_of(), None
+        return self._client_ip
+
+    def __repr__(self) -> str:  # never the address, the agent or the token
+        return f"RequestContext(dnt={self.dnt}, gpc={self.gpc})"
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from router.event import JSON_START, Event, normalize_uuid, uuid_of_json
+from router.event import JSON_START, Event, RequestContext, normalize_uuid, uuid_of_json
 
 
 def test_generated_uuids_are_valid_v4_and_unique():
@@ -51,3 +51,18 @@ def test_an_events_json_starts_with_its_uuid_which_is_read_off_the_front():
     assert uuid_of_json(event.to_json()) == event.uuid
     reordered = b'{"event":"beacon","uuid":"%s"}' % event.uuid.encode()
     assert uuid_of_json(reordered) == event.uuid  # another writer's key order: decoded
+
+
+def test_a_request_contexts_client_ip_is_worked_out_once_and_only_when_asked():
+    asked: list[int] = []
+
+    def lookup() -> str:
+        asked.append(1)
+        return "203.0.113.9"
+
+    context = RequestContext(dnt=True, user_agent="curl/8", client_ip_of=lookup)
+    assert asked == []  # most pipelines never ask: no lookup per request
+    assert context.client_ip == "203.0.113.9" and context.client_ip == "203.0.113.9"
+    assert asked == [1]
+    assert "203.0.113.9" not in repr(context) and "curl" not in repr(context)
+    assert RequestContext(client_ip="198.51.100.1").client_ip == "198.51.100.1"

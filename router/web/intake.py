@@ -54,9 +54,9 @@ def request_context(request: web.Request, router: Router | None = None,
                     token: str | None = None) -> RequestContext:
     """The request facts filters may use, and the source's ``token``; held in memory only."""
     headers = request.headers
-    return RequestContext(dnt=headers.get(_DNT) == "1", gpc=headers.get(_GPC) == "1",
-                          client_ip=client_ip(request, router),
-                          user_agent=headers.get(hdrs.USER_AGENT), token=token)
+    return RequestContext(headers.get(_DNT) == "1", headers.get(_GPC) == "1", None,
+                          headers.get(hdrs.USER_AGENT), token,
+                          lambda: client_ip(request, router))
 
 
 def client_ip(request: web.Request, router: Router | None = None) -> str | None:
