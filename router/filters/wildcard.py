@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..event import get_path
+
 Path = tuple[str, ...]
 WILDCARD = "*"
 
@@ -56,21 +58,6 @@ def _expand(data: Any, path: Path, start: int) -> Iterator[Path]:
 _ABSENT: Any = object()
 
 
-def _walk(node: Any, parts: Path) -> Any:
-    """The value at ``parts`` below ``node`` (dicts by key, lists by index), or ``_ABSENT``:
-    the walk of ``router.event.get_path`` and of ``expand``'s prefix."""
-    for part in parts:
-        if isinstance(node, dict):
-            node = node.get(part, _ABSENT)
-            if node is _ABSENT:
-                return _ABSENT
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _ABSENT
-    return node
-
-
 class Place:
     """A field path (``*`` allowed) compiled once: ``replace`` visits every value it names.
 
@@ -106,7 +93,7 @@ class Place:
             self._replace_expanded(data, new_value)
             return
         node = data
-        for part in self._parent:  # _walk's loop, inline: this runs per path per event
+        for part in self._parent:  # get_path's loop, inline: this runs per path per event
             if isinstance(node, dict):
                 node = node.get(part, _ABSENT)
                 if node is _ABSENT:
@@ -145,7 +132,7 @@ class Place:
 
     def _replace_expanded(self, data: Any, new_value: Callable[[Any], Any]) -> None:
         for path in expand(data, self.path):
-            parent = _walk(data, path[:-1])
+            parent = get_path(data, path[:-1], _ABSENT)
             last = path[-1]
             if isinstance(parent, dict):
                 value = parent.get(last, _ABSENT)
