@@ -171,7 +171,9 @@ def drained(port: int, timeout: float = 300.0) -> None:
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/readyz", timeout=60) as r:
                 backends = json.load(r)["backends"].values()
-            if not any(b["queued"] for b in backends if b["consecutive_failures"] == 0):
+            # A backend whose state is unknown (null: delivery not up yet) is not drained.
+            if not any(b["queued"] is None or (b["consecutive_failures"] == 0 and b["queued"])
+                       for b in backends):
                 return
         except (OSError, ValueError):
             pass

@@ -25,7 +25,12 @@ async def readyz(request: web.Request) -> web.Response:
         state = await router.link.state()
         delivery = {"process": "running" if state else "unreachable",
                     "pid": state.get("pid") if state else None}
-        for name, b in (state or {}).get("backends", {}).items():
+        reported = (state or {}).get("backends", {})
+        # Every enabled backend is listed, also while the delivery process is away or has not
+        # started it yet: what it does not report is unknown (null), not absent, so a reader
+        # never takes "no backends listed" for "nothing queued".
+        for name in sorted(router.config.enabled_backends.keys() | reported.keys()):
+            b = reported.get(name, {})
             backends[name] = {key: b.get(key) for key in
                               ("healthy", "consecutive_failures", "last_error", "queued")}
     elif router.delivery is not None:

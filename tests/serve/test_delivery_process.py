@@ -134,6 +134,27 @@ async def test_kill_9_of_the_delivery_process_mid_batch_loses_no_acknowledged_ev
     assert router.terminate() == 0, router.logs()
 
 
+async def test_readyz_lists_the_backends_while_the_delivery_process_is_away(separate, receiver):
+    router = separate(CONFIG.format(port=receiver.port, path="hook"))
+    router.start()
+    await router.wait_ready()
+    async with aiohttp.ClientSession() as http:
+        pid = await delivery_pid(http, router)
+        os.kill(pid, signal.SIGSTOP)  # it cannot answer the state socket
+        try:
+            ready = await readyz(http, router)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # Ingest stays ready, and the backend is there, its state unknown rather than absent
+        # (a reader must not take an empty list for "nothing queued").
+        assert ready["status"] == "ready"
+        assert ready["delivery"]["process"] == "unreachable"
+        assert ready["backends"] == {"hook": {"healthy": None, "consecutive_failures": None,
+                                              "last_error": None, "queued": None}}
+        assert (await readyz(http, router))["backends"]["hook"]["queued"] == 0
+    assert router.terminate() == 0, router.logs()
+
+
 async def test_kill_9_of_the_ingest_process_under_load_loses_no_acknowledged_event(
         separate, receiver):
     receiver.delay = 0.0
