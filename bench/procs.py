@@ -1,4 +1,4 @@
-"""Processes the bench starts: free loopback ports, start/stop with a log file, RSS from /proc."""
+"""Processes the bench starts: free loopback ports, start/stop with a log file, memory from /proc."""
 
 from __future__ import annotations
 
@@ -116,26 +116,42 @@ def _tree(pid: int) -> list[int]:
 
 
 def tree_rss(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, in bytes (0 if it is gone)."""
+    """Resident memory of ``pid`` and all its descendants, in bytes (0 if it is gone).
+
+    A sum of RSS counts every page the processes share once per process: the forked children
+    of ``serve`` share the supervisor's imported code and data copy-on-write, so this sum
+    overstates what the tree costs. :func:`tree_pss` is that cost; both are recorded."""
+    return _tree_sum(pid, "/proc/{}/status", "VmRSS:")
+
+
+def tree_pss(pid: int) -> int:
+    """Proportional set size of ``pid``'s tree, in bytes: each page divided by the number of
+    processes mapping it, so shared pages count once in all. This is the memory the tree takes
+    from the machine (what a cgroup would charge it, less the page cache of its files)."""
+    return _tree_sum(pid, "/proc/{}/smaps_rollup", "Pss:")
+
+
+def _tree_sum(pid: int, path: str, field: str) -> int:
     total = 0
     for current in _tree(pid):
         try:
-            status = Path(f"/proc/{current}/status").read_text()
+            text = Path(path.format(current)).read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in text.splitlines():
+            if line.startswith(field):
                 total += int(line.split()[1]) * 1024
                 break
     return total
 
 
 class RssSampler:
-    """Samples a process tree's RSS every ``interval`` seconds in a thread, while in a ``with``."""
+    """Samples a process tree's RSS sum and PSS every ``interval`` seconds in a thread, while in
+    a ``with``."""
 
     def __init__(self, pid: int, interval: float = 0.25) -> None:
         self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, int]] = []  # (seconds since start, bytes)
+        self.samples: list[tuple[float, int, int]] = []  # (seconds since start, rss, pss bytes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._started = 0.0
@@ -153,9 +169,15 @@ class RssSampler:
         while not self._stop.is_set():
             rss = tree_rss(self.pid)
             if rss:
-                self.samples.append((time.monotonic() - self._started, rss))
+                self.samples.append((time.monotonic() - self._started, rss, tree_pss(self.pid)))
             self._stop.wait(self.interval)
 
     @property
     def peak(self) -> int:
-        return max((rss for _, rss in self.samples), default=0)
+        """The highest RSS sum sampled."""
+        return max((rss for _, rss, _ in self.samples), default=0)
+
+    @property
+    def peak_pss(self) -> int:
+        """The highest PSS sampled: the tree's real peak footprint."""
+        return max((pss for _, _, pss in self.samples), default=0)

@@ -115,18 +115,22 @@ def build(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         )
     )
 
-    rss = [
-        x
-        for x in (dig(drain, "down", "peak_rss_mb"), dig(drain, "drain", "peak_rss_mb"))
-        if x is not None
-    ]
+    # The tree's memory is its PSS: the RSS sum counts the pages serve's forked processes share
+    # once per process (bench/procs.py). Both are shown; results from before PSS was sampled
+    # are judged on the RSS sum.
+    def peak(field: str) -> float | None:
+        values = [dig(drain, part, field) for part in ("down", "drain")]
+        return max((x for x in values if x is not None), default=None)
+
+    rss, pss = peak("peak_rss_mb"), peak("peak_pss_mb")
+    judged = pss if pss is not None else rss
     queued = dig(drain, "events_queued")
     targets.append(
         target(
             f"memory with {_n(queued)} events queued",
-            "RSS ≤ 150 MB",
-            f"peak {max(rss) if rss else None} MB",
-            max(rss) <= 150 if rss else None,
+            "≤ 150 MB (the process tree's PSS)",
+            f"peak PSS {pss} MB (RSS summed over the processes {rss} MB)",
+            judged <= 150 if judged is not None else None,
         )
     )
     per_event = dig(drain, "spool_bytes_per_event")
@@ -252,8 +256,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "| server / scenario | req/s median (min-max) | events/s | p50 ms | p99 ms "
-        "| x baseline | server CPU us/event | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| x baseline | server CPU us/event | peak RSS MB (sum) | peak PSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, res, base, key in rows:
         if not res or "rps" not in res:
@@ -262,7 +266,8 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {label} | {_range(res['rps'])} | {_n(res['events_per_s']['median'])} | "
             f"{res['p50_ms']['median']} | {res['p99_ms']['median']} | "
             f"{ratio(res[key]['median'], base)} | "
-            f"{dig(res, 'cpu_us_per_event', 'median')} | {res['peak_rss_mb']} |"
+            f"{dig(res, 'cpu_us_per_event', 'median')} | {res['peak_rss_mb']} | "
+            f"{res.get('peak_pss_mb')} |"
         )
     outage = [
         ("router (store + posthog)", dig(results, "router", "posthog", "outage")),
@@ -286,7 +291,8 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             f"Drain of {drain['events']:,} queued events: "
             f"{drain['seconds']} s, {_n(drain['events_per_s'])} events/s (slowest "
-            f"backend); peak RSS {drain['peak_rss_mb']} MB; server CPU "
+            f"backend); peak PSS {drain.get('peak_pss_mb')} MB (RSS summed "
+            f"{drain['peak_rss_mb']} MB); server CPU "
             f"{drain.get('cpu_us_per_event')} us per event (all backends).",
             "",
             "| backend | seconds | events/s |",

@@ -30,7 +30,7 @@ import configs
 import nginx
 import report
 import wrk
-from procs import LOOPBACK, Proc, RssSampler, free_port, tree_cpu, tree_rss, wait_port
+from procs import LOOPBACK, Proc, RssSampler, free_port, tree_cpu, tree_pss, tree_rss, wait_port
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -100,7 +100,7 @@ class Suite:
                     )
                 )
                 cpu.append(tree_cpu(pid) - before)
-        return summarize(loads, rss.peak, cpu)
+        return summarize(loads, rss, cpu)
 
 
 # -- the PostHog/webhook stand-in ---------------------------------------------------------------
@@ -206,14 +206,15 @@ class Router:
             time.sleep(0.1)
         raise RuntimeError(f"router {self.name} not ready after {timeout}s")
 
-    def queued(self) -> dict[str, int]:
+    def queued(self) -> dict[str, int | None]:
+        """Each enabled backend's queue; None while the delivery process cannot tell."""
         return {name: b["queued"] for name, b in self.readyz()["backends"].items()}
 
     def wait_drained(self, timeout: float) -> float | None:
         """Seconds until every backend's queue is empty; None if not within ``timeout``."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            if not any(self.queued().values()):
+            if all(q == 0 for q in self.queued().values()):
                 return time.monotonic() - started
             time.sleep(0.25)
         return None
@@ -378,6 +379,7 @@ def outage_run(
         "settle_s": settled,
         "load": load.as_dict(),
         "peak_rss_mb": round(rss.peak / MB, 1),
+        "peak_pss_mb": round(rss.peak_pss / MB, 1),
     }
 
 
@@ -433,8 +435,7 @@ def scenario_drain(suite: Suite) -> None:
     up.call("POST", "/down")
     down_cfg = configs.default(data, up.port, store=False)
     with router(name, down_cfg, up, fresh=False) as r:
-        rss_at_start = tree_rss(r.pid)
-        out["down"] = down_run(suite, r, rss_at_start)
+        out["down"] = down_run(suite, r, tree_rss(r.pid), tree_pss(r.pid))
     ingested = out["down"]["load"]["acked"]
     total = s.drain_events + ingested
     spool = sum(p.stat().st_size for p in data.glob("spool.db*"))
@@ -449,7 +450,7 @@ def scenario_drain(suite: Suite) -> None:
     suite.save("drain", out)
 
 
-def down_run(suite: Suite, r: Router, rss_at_start: int) -> dict[str, Any]:
+def down_run(suite: Suite, r: Router, rss_at_start: int, pss_at_start: int) -> dict[str, Any]:
     """Single-beacon load with the backends down; ingest rate and RSS sampled each second."""
     samples: list[dict[str, float]] = []
     stop = threading.Event()
@@ -457,12 +458,17 @@ def down_run(suite: Suite, r: Router, rss_at_start: int) -> dict[str, Any]:
     def sample() -> None:
         started = time.monotonic()
         while not stop.wait(1.0):
+            # Every configured backend is down: any one's queue counts the intake. A second
+            # in which the delivery process cannot tell (None) is left out.
+            queued = [q for q in r.queued().values() if q is not None]
+            if not queued:
+                continue
             samples.append(
                 {
                     "t": round(time.monotonic() - started, 2),
-                    # Every configured backend is down: any one's queue counts the intake.
-                    "queued": max(r.queued().values(), default=0),
+                    "queued": max(queued),
                     "rss_mb": round(tree_rss(r.pid) / MB, 1),
+                    "pss_mb": round(tree_pss(r.pid) / MB, 1),
                 }
             )
 
@@ -484,12 +490,17 @@ def down_run(suite: Suite, r: Router, rss_at_start: int) -> dict[str, Any]:
     third = max(1, len(rates) // 3)
     first, last = rates[:third], rates[-third:]
     rss = [x["rss_mb"] for x in samples]
+    pss = [x["pss_mb"] for x in samples]
     return {
         "load": load.as_dict(),
         "rss_at_start_mb": round(rss_at_start / MB, 1),
         "peak_rss_mb": max(rss, default=0.0),
         "rss_first_mb": rss[0] if rss else None,
         "rss_last_mb": rss[-1] if rss else None,
+        "pss_at_start_mb": round(pss_at_start / MB, 1),
+        "peak_pss_mb": max(pss, default=0.0),
+        "pss_first_mb": pss[0] if pss else None,
+        "pss_last_mb": pss[-1] if pss else None,
         "ingest_first_third_per_s": round(statistics.mean(first)) if rates else None,
         "ingest_last_third_per_s": round(statistics.mean(last)) if rates else None,
         "samples": samples,
@@ -523,6 +534,7 @@ def drain_run(r: Router, up: Upstream, total: int, timeout: float) -> dict[str, 
         "backends": per_backend,
         "upstream": ratios,
         "peak_rss_mb": round(rss.peak / MB, 1),
+        "peak_pss_mb": round(rss.peak_pss / MB, 1),
         "cpu_us_per_event": round(cpu / total * 1e6, 1),
         "timed_out": slowest is None,
     }
@@ -582,7 +594,7 @@ def scenario_workers(suite: Suite) -> None:
 # -- summary -----------------------------------------------------------------------------------
 
 
-def summarize(loads: list[wrk.Load], peak_rss: int, cpu: list[float]) -> dict[str, Any]:
+def summarize(loads: list[wrk.Load], memory: RssSampler, cpu: list[float]) -> dict[str, Any]:
     """Median and min-max over the runs of each figure."""
 
     def stat(values: list[float]) -> dict[str, float]:
@@ -600,7 +612,8 @@ def summarize(loads: list[wrk.Load], peak_rss: int, cpu: list[float]) -> dict[st
         "p99_ms": stat([x.p99_ms for x in loads]),
         "errors": sum(sum(x.errors.values()) for x in loads),
         "rejected": sum(x.rejected for x in loads),
-        "peak_rss_mb": round(peak_rss / MB, 1),
+        "peak_rss_mb": round(memory.peak / MB, 1),
+        "peak_pss_mb": round(memory.peak_pss / MB, 1),
         # The server's own CPU time (all threads and processes, delivery included) per event:
         # unlike req/s, other load on the machine does not change it much.
         "cpu_us_per_event": stat(

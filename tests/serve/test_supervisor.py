@@ -7,6 +7,7 @@ real webhook receiver on loopback, which counts every uuid it is sent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ from support import (
 )
 
 from router.metrics import Metrics
-from router.serve.supervisor import RestartPolicy
+from router.serve.supervisor import RestartPolicy, fork_sharing
 
 CONFIG = """
 server: {{shutdown_timeout: 2s}}
@@ -271,6 +272,25 @@ def test_a_healthy_run_forgives_earlier_deaths_at_start():
         policy.after_death(ran=0.2)
     assert policy.after_death(ran=60) == 0.0
     assert policy.after_death(ran=0.2) == 0.5
+
+
+def test_a_forked_child_finds_the_supervisors_objects_frozen():
+    # What keeps the imported router shared between the supervisor and its children: the
+    # child's collector never visits (so never writes to) what existed at the fork.
+    loaded = [{"config": n} for n in range(1000)]  # stands for the loaded config
+    read, write = os.pipe()
+    pid = fork_sharing()
+    if pid == 0:  # the child: report, and leave without running the parent's cleanup
+        os.write(write, str(gc.get_freeze_count()).encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        frozen = int(os.read(read, 64))
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+        gc.unfreeze()  # this test process goes on as before
+    assert frozen >= len(loaded)
 
 
 async def test_serve_with_workers_fails_fast_when_another_program_holds_the_port(tmp_path):
