@@ -279,3 +279,21 @@ def test_hash_is_hmac_with_either_sha256(monkeypatch: pytest.MonkeyPatch, sha256
         expected = {name: hmac.new(key.encode(), canonical_bytes(value), "sha256").hexdigest()[:40]
                     for name, value in (("v", "installation"), ("n", [1, {"a": None}]))}
         assert event is not None and event.data == expected
+
+
+@pytest.mark.parametrize("fields", [["installation_id", "distinct_id"],
+                                    ["distinct_id", "installation_id", "distinct_id"],
+                                    ["installation_id", "counts.*", "distinct_id"]])
+def test_hash_of_one_text_at_two_keys_is_the_reference(fields: list[str]) -> None:
+    # The PostHog profile copies distinct_id to installation_id (`keep: true`): the same str
+    # object at both keys, hashed once and reused. A key named twice is hashed twice (a hash
+    # of the hash), an equal text in another object is hashed on its own, null stays null.
+    text = "".join(["0000007-", "00000001"])  # built, not a literal shared with another
+    for doc in ({"installation_id": text, "distinct_id": text, "counts": {"a": text}},
+                {"installation_id": text, "distinct_id": "".join(["0000007-", "00000001"])},
+                {"installation_id": None, "distinct_id": None},
+                {"installation_id": {"a": 1}, "distinct_id": text}):
+        hash_ = Hash(HashOptions(fields=fields, key=KEY, length=16))
+        expected = copy.deepcopy(doc)
+        reference_hash(hash_, expected)
+        assert hash_(Event.new(doc)).data == expected  # type: ignore[union-attr]
