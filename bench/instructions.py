@@ -27,6 +27,10 @@ before: there the three figures are one).
     mkdir /tmp/main && git archive main | tar -x -C /tmp/main    # a same-run A/B against main:
     .venv/bin/python bench/instructions.py --only ingest_bare --requests 2000 --against /tmp/main
 
+The ``batch`` variants send PostHog ``/batch/`` bodies of 100 events (scenario 2's, as
+bench/lua/batch.lua makes them); for them ``--requests`` counts events and every figure is per
+event (``--only batch,batch_bare --requests 10000``: 100 bodies).
+
 Needs valgrind (Debian package; bench/setup installs it) and a C compiler. Writes
 bench/results/instructions.json.
 """
@@ -60,6 +64,8 @@ VARIANTS = {
     "ingest_only": "router, no pipeline, no backend delivering",
     "ingest_bare": "router, no pipeline, no backend at all: the request path and spool append",
     "capture_bare": "ingest_bare, but PostHog capture events (POST /capture/) instead of beacons",
+    "batch": "router, scenario 2: scenario 1's config, PostHog /batch/ bodies of 100 events",
+    "batch_bare": "ingest_bare, but PostHog /batch/ bodies of 100 events",
     "router_admin": "router, admin API on (listen: same), nobody tapping",
     "router_tap": "router, with `beacon-router tap` reading what the pipeline kept",
     "router_tap_store": "router, with a tap reading what the store backend is handed",
@@ -81,6 +87,14 @@ CAPTURE = (
     '"deployment_type":"docker-compose","users":%d,"projects":3,"features_enabled":["sso"]},'
     '"timestamp":"2025-11-28T00:10:11Z"}'
 )
+# The events of bench/lua/batch.lua (scenario 2), in the same form: what posthog-python sends.
+BATCH_EVENT = (
+    '{"event":"installation_heartbeat","distinct_id":"%08x-%08x","uuid":"%08x-%04x-4%03x-8%03x-'
+    '%012x","timestamp":"2025-11-28T00:%02d:%02dZ","properties":{"version":"2.4.%d","platform":'
+    '"linux","deployment_type":"docker-compose","users":%d,"projects":%d,"goals":%d,"$lib":'
+    '"posthog-python","$lib_version":"3.7.0"}}'
+)
+BATCH = 100  # events per /batch/ body
 CONNECTIONS = 16
 TOGGLE_C = r"""
 #include <valgrind/callgrind.h>
@@ -119,12 +133,14 @@ def instrument(pids: list[int], on: bool) -> None:
 
 def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     variant = variant.removesuffix("_inline")  # the same config, another process model
-    doc = configs.default(data, upstream_port, store=variant.startswith("router"))
-    if variant in ("ingest_bare", "capture_bare"):  # no refused webhook's retries counted
+    doc = configs.default(data, upstream_port, store=variant.startswith("router")
+                          or variant == "batch")
+    # no refused webhook's retries counted
+    if variant in ("ingest_bare", "capture_bare", "batch_bare"):
         return {**doc, "pipeline": [], "backends": {}}
     if variant in TAPS or variant == "router_admin":  # the taps' same-config baseline
         doc["admin"] = {"token": TAP_TOKEN, "listen": "same"}
-    if variant != "router":
+    if variant not in ("router", "batch"):
         doc["backends"]["hooks"]["url"] = f"http://{LOOPBACK}:1/down"  # refused: no delivery
     if variant == "ingest_only":
         doc["pipeline"] = []
@@ -134,23 +150,39 @@ def router_doc(variant: str, data: Path, upstream_port: int) -> dict[str, Any]:
     return doc
 
 
-def send(port: int, count: int, start: int, capture: bool = False) -> None:
-    """``count`` beacons (PostHog capture events with ``capture``) over CONNECTIONS keep-alive
-    connections, each answer awaited."""
+def batch_body(n: int) -> bytes:
+    """A /batch/ body of BATCH events, numbered from ``n`` (as bench/lua/batch.lua makes them)."""
+    events = ",".join(
+        BATCH_EVENT % (7, i, 7, i % 0x10000, i % 0x1000, 7, i, i % 60, i % 59, i % 9, i % 500,
+                       i % 90, i % 300)
+        for i in range(n * BATCH, (n + 1) * BATCH))
+    return f'{{"api_key":"phc_bench","batch":[{events}]}}'.encode()
+
+
+def is_batch(variant: str) -> bool:
+    return variant in ("batch", "batch_bare")
+
+
+def send(port: int, count: int, start: int, capture: bool = False, batch: bool = False) -> None:
+    """``count`` beacons (PostHog capture events with ``capture``, /batch/ bodies of BATCH
+    events each with ``batch``) over CONNECTIONS keep-alive connections, each answer awaited."""
     path, template, status = ((b"/capture/", CAPTURE, b"200") if capture
+                              else (b"/batch/", "", b"200") if batch
                               else (b"/beacon", BEACON, b"202"))
     socks = [socket.create_connection((LOOPBACK, port)) for _ in range(CONNECTIONS)]
     try:
         n = start
         while n < start + count:
-            for sock in socks:
-                body = (template % (n % 0xFFFF, n, n % 500)).encode()
+            busy = socks[:start + count - n]  # exactly ``count``: the last round may be short
+            for sock in busy:
+                body = (batch_body(n) if batch else
+                        (template % (n % 0xFFFF, n, n % 500)).encode())
                 sock.sendall(
                     b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (path, len(body), body)
                 )
                 n += 1
-            for sock in socks:
+            for sock in busy:
                 answer = b""
                 while not re.search(rb"\r\n\r\n.*\}", answer, re.S):
                     part = sock.recv(65536)
@@ -267,14 +299,16 @@ def count(variant: str, requests: int, up: suite.Upstream, against: Path | None 
         )
     try:
         wait_port(port, timeout=300, proc=proc)
-        capture = variant == "capture_bare"
-        send(port, requests, 0, capture)  # warm-up: imports, caches, the first batches
+        capture, batch = variant == "capture_bare", is_batch(variant)
+        if batch:  # --requests counts events: send that many in bodies of BATCH
+            requests //= BATCH
+        send(port, requests, 0, capture, batch)  # warm-up: imports, caches, the first batches
         if variant != "bare":
             drained(port)
         tap = Tap(port, TAPS[variant]) if variant in TAPS else None
         named = roles(port, family(proc.pid)) if variant != "bare" else {proc.pid: "ingest"}
         instrument(list(named), on=True)
-        send(port, requests, requests, capture)
+        send(port, requests, requests, capture, batch)
         if variant != "bare":
             drained(port)
         instrument(list(named), on=False)
@@ -298,8 +332,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
     parser.add_argument("--requests", type=int, default=1000,
-                        help="counted beacons per variant; a multiple of the store's batch "
-                             "(1,000) and the webhook's (100) keeps every batch full")
+                        help="counted beacons per variant (events for batch variants, sent in "
+                             f"bodies of {BATCH}); a multiple of the store's batch (1,000) and "
+                             "the webhook's (100) keeps every batch full")
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="also count another checkout's router (PYTHONPATH=DIR), each "
                              "variant right after this one's: a same-run A/B, e.g. against "

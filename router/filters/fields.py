@@ -93,16 +93,55 @@ class Drop(Filter):
         # The first key of every path: an event holding none of them has nothing to drop,
         # found with one set operation in C instead of a walk per path (most beacons). A path
         # that starts with a wildcard can match any key: then there is no such shortcut.
-        heads = {path[0] for path in self._paths}
-        self._heads = None if WILDCARD in heads else frozenset(heads)
+        # Paths by their top-level key, in the order written: an event is visited only under
+        # the keys it holds (most beacons hold none), and paths under different keys cannot
+        # touch each other. None when a path starts with a wildcard: it can match any key.
+        # Through ``expand`` every path cost a generator, a list and a walk per event (~6k
+        # instructions; a PostHog event holds ``properties``, a shipped head: ~68k per event).
+        self._by_head: dict[str, list[tuple[Path, int, bool]]] | None = {}
+        for path in self._paths:
+            if path[0] == WILDCARD:
+                self._by_head = None
+                break
+            self._by_head.setdefault(path[0], []).append((path, len(path), WILDCARD in path))
+        self._heads = frozenset(self._by_head or ())
 
     def __call__(self, event: Event) -> Event | None:
         data = event.data
-        if self._heads is not None and self._heads.isdisjoint(data):
+        by_head = self._by_head
+        if by_head is None:
+            for pattern in self._paths:
+                for path in list(expand(data, pattern)):  # listed: deleting edits the dict
+                    delete_path(data, path)
             return event
-        for pattern in self._paths:
-            for path in list(expand(data, pattern)):  # listed: deleting edits the dict
-                delete_path(data, path)
+        for head in self._heads.intersection(data):
+            for pattern, length, wild in by_head[head]:
+                if wild:
+                    for path in list(expand(data, pattern)):
+                        delete_path(data, path)
+                elif length == 1:
+                    data.pop(head, None)
+                elif length == 2:  # (a path without `*` names itself: deleted straight away)
+                    parent = data.get(head)
+                    if isinstance(parent, dict):
+                        parent.pop(pattern[1], None)
+                else:
+                    delete_path(data, pattern)
+        return event
+        for pattern, head, length, wild in self._plan:
+            if wild:
+                for path in list(expand(data, pattern)):  # listed: deleting edits the dict
+                    delete_path(data, path)
+            elif head not in data:
+                continue
+            elif length == 1:
+                del data[head]
+            elif length == 2:
+                parent = data[head]
+                if isinstance(parent, dict):
+                    parent.pop(pattern[1], None)
+            else:
+                delete_path(data, pattern)
         return event
 
 

@@ -75,6 +75,15 @@ class Profile:
                     split_path(spec.field) if spec.field is not None else None,
                     re.compile(spec.pattern) if spec.pattern is not None else None)
             for common, spec in config.fields.items()]
+        # map()'s plan, worked out once: per source, the top-level key it reads (None: a
+        # walk, a header, a constant or a pattern: _Source.read) and the one it sets (None:
+        # set_path); the paths deleted, in map()'s order; the product, unless the payload says.
+        self._reads = [(s, s.path[0] if s.path is not None and len(s.path) == 1
+                        and s.pattern is None else None,
+                        s.common[0] if len(s.common) == 1 else None) for s in self._sources]
+        self._deletes = [s.path for s in self._sources if s.path is not None
+                         and not s.spec.keep and s.path != s.common] + self._drop
+        self._product = None if fallback else config.product_name
 
     @property
     def recognisable(self) -> bool:
@@ -93,16 +102,20 @@ class Profile:
     def map(self, data: dict[str, Any], facts: RequestFacts) -> dict[str, Any]:
         """``data`` with the common fields filled from the product's, its identifiers dropped
         and ``product`` set; edited in place and returned."""
-        values = [(s, s.read(data, facts)) for s in self._sources]  # all read before any moves
-        for source, _ in values:
-            if source.path is not None and not source.spec.keep and source.path != source.common:
-                delete_path(data, source.path)
-        for path in self._drop:
+        # All read before any moves. This runs for every event of a batch: a top-level key is
+        # read and set without a call (PostHog's one field cost ~13k instructions per event
+        # through read, set_path and product; tests/sources: the same result either way).
+        values = [data.get(key, _MISSING) if key is not None else source.read(data, facts)
+                  for source, key, _ in self._reads]
+        for path in self._deletes:
             delete_path(data, path)
-        for source, value in values:
+        for (source, _, common), value in zip(self._reads, values, strict=True):
             if value is not _MISSING and value is not None:
-                set_path(data, source.common, value)
-        data["product"] = self.product(data)
+                if common is not None:
+                    data[common] = value
+                else:
+                    set_path(data, source.common, value)
+        data["product"] = self._product or self.product(data)
         return data
 
     def unmap(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from aiohttp import hdrs, web
 
 from ..config import PostHogSourceConfig
 from ..errors import InputError, Unauthorized
-from ..event import Event, iso_z
+from ..event import Event, iso_z, stamped
 from ..ingest import read_body
 from ..ingest.posthog import Captured, decode_v0, decode_v1
 from .beacon import PostHogProfile
@@ -197,7 +197,9 @@ async def _make_durable(
     context = request_context(request, router, token)  # memory only, like the client IP
     received_at = iso_z(now)
     profile = PostHogProfile(router, request)  # sources: product, common fields, privacy
-    await make_durable(router, SOURCE, (
-        Event.new(profile.map(c.data), name=c.name, source=SOURCE, uuid=c.uuid,
-                  received_at=received_at, context=context, profile=profile.name)
-        for c in events), pipeline=profile.pipeline)
+    mapped, name = profile.map, profile.name
+    # Event.new's work, per event without a keyword call: the client's uuid when it is a valid
+    # one (stamped), and the request's received_at for all of the batch.
+    await make_durable(router, SOURCE, [
+        Event(stamped(uuid), received_at, event, mapped(data), SOURCE, name, context)
+        for event, data, uuid in events], pipeline=profile.pipeline)
