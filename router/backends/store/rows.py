@@ -24,6 +24,9 @@ class Row:
     version: str | None
     data: str
     profile: str | None = None  # the source profile that mapped it: replay gives it back
+    # ``received_at`` as ``iso_z`` spells it, when the event carried it so already: what the
+    # SQLite store writes (None: formatted from ``received_at``).
+    received_at_iso: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``dry-run`` shows it."""
