@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any
 
 import structlog
@@ -231,7 +232,7 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         if rows:
             reader.handed_out = rows[-1][0]
             reader.inflight.append([reader.handed_out, False])
-        return [Entry(row[0], row[1]) for row in rows]
+        return list(starmap(Entry, rows))
 
     async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         # Each group commit wakes every reader. A worker filling a batch asks for the rest of
@@ -265,7 +266,8 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         if not entries:
             return
         reader = self._readers[backend]
-        first, last = min(int(e.id) for e in entries), max(int(e.id) for e in entries)
+        ids = [e.id for e in entries]  # this spool's ids are ints
+        first, last = int(min(ids)), int(max(ids))
         for batch in reader.inflight:
             if first <= batch[0] <= last:
                 batch[1] = True

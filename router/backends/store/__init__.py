@@ -249,19 +249,11 @@ def _row(uuid: str, received: str, name: str, source: str, data: Any, profile: s
         version = as_text(get_path(data, version_path))
     except TypeError:  # orjson.JSONEncodeError, e.g. an integer beyond 64 bits
         raise ValueError("data cannot be encoded as JSON") from None
-    return Row(
-        uuid=uuid,
-        received_at=received_at,
-        event=name,
-        source=source,
-        distinct_id=distinct_id,
-        version=version,
-        data=text,
-        profile=profile,
-        # The router's own spelling (``now_iso``), as SQLite stores it: no need to format
-        # the datetime back into it (iso_z, ~5,000 instructions a row).
-        received_at_iso=received if _canonical(received) else None,
-    )
+    # Positional: the fields' order (keywords cost ~1,000 instructions a row more).
+    # received_at_iso: the router's own spelling (``now_iso``), as SQLite stores it; no need
+    # to format the datetime back into it (iso_z, ~6,000 instructions a row).
+    return Row(uuid, received_at, name, source, distinct_id, version, text, profile,
+               received if _canonical(received) else None)
 
 
 def _canonical(text: str) -> bool:
