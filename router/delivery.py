@@ -182,9 +182,9 @@ class Worker:
         if self._spooled:
             bodies = [_as_bytes(entry.body) for entry in entries]
             if all(b.startswith(JSON_START) and b.endswith(b"}") for b in bodies):
-                pending = list(zip(entries, bodies))  # all as Event.to_json writes them
+                pending = list(zip(entries, bodies, strict=True))  # all as to_json writes them
             else:
-                for entry, body in zip(entries, bodies):
+                for entry, body in zip(entries, bodies, strict=True):
                     if not (body.startswith(JSON_START) and body.endswith(b"}")):
                         try:  # not as Event.to_json writes it: decodable at all?
                             Event.from_json(body)

@@ -15,7 +15,7 @@ from ...event import iso_z
 @dataclass(slots=True)
 class Row:
     """One event as stored; ``data`` is already JSON text. Not changed once made (not frozen:
-    a frozen dataclass's __init__ costs ~4× as much, and the store makes one per event)."""
+    a frozen dataclass's __init__ costs ~4 times as much, and the store makes one per event)."""
 
     uuid: str
     received_at: datetime
