@@ -24,7 +24,6 @@ import queue
 import sqlite3
 import threading
 import time
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,9 +55,6 @@ sqlite3.register_adapter(bytes, bytes)
 DEFAULT_RESERVE = 8 * 1024 * 1024
 ROLES = ("both", "ingest", "delivery")
 POLL_SECONDS = 0.25  # delivery role: how stale its view of the log may be without a wake-up
-# Rows read lately, kept for the other backends' reads (_Recent): ~0.6 KB each, so at most a
-# few MB, however far behind a backend is (one that falls further reads from the file).
-RECENT_ROWS = 4096
 
 
 
@@ -71,78 +67,6 @@ class _Reader:
     inflight: deque[list[Any]] = field(default_factory=deque)  # [last_id, acked] per read
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     wanted: int = 1  # how many new entries its ``wait`` holds on for (1 while not waiting)
-
-
-class _Recent:
-    """The rows read lately, shared by every backend's reader: *all* the log's rows with ids
-    in ``(after, ids[-1]]`` (ids are never reused and rows are committed in id order), with
-    the target of the few that have one (dead letters replayed for one backend). A read that
-    another backend's read covered already is served from here: each row is selected and
-    made an Entry once, not once per backend. Entries are shared, never changed.
-
-    A row deleted from the file after it was read here (``when_full: drop_oldest``) may still
-    be handed out from here: a redelivery of an acked event, never a loss."""
-
-    def __init__(self) -> None:
-        self.after = 0
-        self.ids: list[int] = []
-        self.entries: list[Entry] = []
-        self.targets: dict[int, str] = {}  # id → target, for the rows that have one
-
-    def covers(self, after: int) -> bool:
-        return bool(self.ids) and self.after <= after < self.ids[-1]
-
-    def take(self, backend: str, after: int, limit: int) -> tuple[list[Entry], int]:
-        """Up to ``limit`` of the rows after ``after`` that are ``backend``'s, and the id up
-        to which rows were looked at (``covers(after)`` must hold)."""
-        i = bisect_right(self.ids, after)
-        chosen = self.entries[i:i + limit]
-        looked = self.ids[i + len(chosen) - 1]
-        if self.targets:
-            chosen = [e for e in chosen
-                      if self.targets.get(e.id, backend) == backend]  # type: ignore[arg-type]
-        return chosen, looked
-
-    def add(self, after: int, rows: list[tuple[int, bytes, str | None]]
-            ) -> list[tuple[Entry, str | None]]:
-        """Keep ``rows``, every row after ``after`` up to the last of them; return them as
-        entries with their targets."""
-        made = [(Entry(i, body), target) for i, body, target in rows]
-        if not made:
-            return made
-        last = rows[-1][0]
-        if self.ids and after <= self.ids[-1] and last >= self.after:  # overlapping ranges
-            top, bottom = self.ids[-1], self.after
-            later = [(e, t) for e, t in made if e.id > top]  # type: ignore[operator]
-            earlier = [(e, t) for e, t in made if e.id <= bottom] if after < bottom else []  # type: ignore[operator]
-            self._put(earlier, 0)
-            self._put(later, len(self.ids))
-            self.after = min(after, bottom)
-        else:
-            self.after, self.ids, self.entries, self.targets = after, [], [], {}
-            self._put(made, 0)
-        return made
-
-    def _put(self, made: list[tuple[Entry, str | None]], at: int) -> None:
-        if not made:
-            return
-        self.ids[at:at] = [e.id for e, _ in made]  # type: ignore[misc]
-        self.entries[at:at] = [e for e, _ in made]
-        for e, target in made:
-            if target is not None:
-                self.targets[e.id] = target  # type: ignore[index]
-
-    def forget(self, upto: int) -> None:
-        """Drop the rows with ids up to ``upto`` (every reader is past them), and the oldest
-        beyond ``RECENT_ROWS``."""
-        n = max(bisect_right(self.ids, upto), len(self.ids) - RECENT_ROWS)
-        if n <= 0:
-            return
-        self.after = self.ids[n - 1]
-        if self.targets:
-            for i in self.ids[:n]:
-                self.targets.pop(i, None)
-        del self.ids[:n], self.entries[:n]
 
 
 class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
@@ -169,7 +93,6 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self.last_id = 0
         self.dropped_when_full = 0
         self._readers: dict[str, _Reader] = {}
-        self._recent = _Recent()
         self._ops: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._outbox: list[Op] = []  # this event-loop pass's appends, handed over together
         self._writer: threading.Thread | None = None
@@ -301,8 +224,6 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
                 self.refresh_soon()
 
     async def read(self, backend: str, limit: int) -> list[Entry]:
-        if len(self._readers) > 1:
-            return await self._read_shared(backend, limit)
         reader = self._readers[backend]
         reader.arrived.clear()
         after = reader.handed_out
@@ -312,36 +233,6 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
             reader.handed_out = rows[-1][0]
             reader.inflight.append([reader.handed_out, False])
         return list(starmap(Entry, rows))
-
-    async def _read_shared(self, backend: str, limit: int) -> list[Entry]:
-        """``read`` with several backends: rows another backend's read got already come from
-        ``_Recent``, the rest from the file (and are kept there for the others)."""
-        reader = self._readers[backend]
-        reader.arrived.clear()
-        recent = self._recent
-        after = reader.handed_out
-        entries: list[Entry] = []
-        if recent.covers(after):
-            entries, after = recent.take(backend, after, limit)
-        while len(entries) < limit:
-            want = limit - len(entries)
-            rows = await asyncio.get_running_loop().run_in_executor(
-                self._read_pool, self._select_all, after, want)
-            if not rows:
-                break
-            for entry, target in recent.add(after, rows):
-                if target is None or target == backend:
-                    entries.append(entry)
-            after = rows[-1][0]
-            if len(rows) < want:  # the end of the log
-                break
-        reader.handed_out = max(reader.handed_out, after)
-        if entries:
-            # The cursor may move up to the last entry handed out; rows for other backends
-            # past it are skipped by every later read anyway.
-            reader.inflight.append([entries[-1].id, False])
-        recent.forget(min(r.handed_out for r in self._readers.values()))
-        return entries
 
     async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         # Each group commit wakes every reader. A worker filling a batch asks for the rest of
@@ -454,11 +345,6 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         return self._reader_conn().execute(
             "SELECT id, body FROM events WHERE id > ? AND (target IS NULL OR target = ?) "
             "ORDER BY id LIMIT ?", (after, backend, limit)).fetchall()
-
-    def _select_all(self, after: int, limit: int) -> list[tuple[int, bytes, str | None]]:
-        return self._reader_conn().execute(
-            "SELECT id, body, target FROM events WHERE id > ? ORDER BY id LIMIT ?",
-            (after, limit)).fetchall()
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return self._reader_conn().execute(sql, params).fetchall()
