@@ -180,15 +180,18 @@ class Worker:
         pending: list[tuple[Entry, Event | bytes]] = []
         corrupt: list[tuple[Entry, str]] = []
         if self._spooled:
-            for entry in entries:
-                body = _as_bytes(entry.body)
-                if not (body.startswith(JSON_START) and body.endswith(b"}")):
-                    try:  # not as Event.to_json writes it: decodable at all?
-                        Event.from_json(body)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        corrupt.append((entry, f"undecodable spool entry: {exc}"))
-                        continue
-                pending.append((entry, body))
+            bodies = [_as_bytes(entry.body) for entry in entries]
+            if all(b.startswith(JSON_START) and b.endswith(b"}") for b in bodies):
+                pending = list(zip(entries, bodies, strict=True))  # all as to_json writes them
+            else:
+                for entry, body in zip(entries, bodies, strict=True):
+                    if not (body.startswith(JSON_START) and body.endswith(b"}")):
+                        try:  # not as Event.to_json writes it: decodable at all?
+                            Event.from_json(body)
+                        except (ValueError, KeyError, TypeError) as exc:
+                            corrupt.append((entry, f"undecodable spool entry: {exc}"))
+                            continue
+                    pending.append((entry, body))
         else:
             for n, entry in enumerate(entries, 1):
                 if n % YIELD_EVERY == 0:  # a batch of 1,000 takes milliseconds to decode:

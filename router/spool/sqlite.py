@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any
 
 import structlog
@@ -65,6 +66,7 @@ class _Reader:
     handed_out: int
     inflight: deque[list[Any]] = field(default_factory=deque)  # [last_id, acked] per read
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    wanted: int = 1  # how many new entries its ``wait`` holds on for (1 while not waiting)
 
 
 class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
@@ -100,6 +102,8 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self._failure: str | None = None
         self._poller: asyncio.Task[None] | None = None
         self._refreshing = False
+        self._refresh_again = False  # asked again while a look was under way
+        self._refresh_asked = 0.0  # monotonic time of the last refresh_soon
         self._refresher: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -174,32 +178,50 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
     # -- delivery side -----------------------------------------------------------------------
 
     def refresh_soon(self) -> None:
-        """Look for rows another process appended, once (several calls meanwhile share it)."""
-        if not self._refreshing and self._writer is not None:
-            self._refreshing = True
-            self._refresher = asyncio.ensure_future(self._refresh())
+        """Look for rows another process appended: once for however many calls meanwhile.
+        A call while a look is under way makes one more after it, since that look may have
+        read the log before the commit this call announces."""
+        if self._writer is None:
+            return
+        self._refresh_asked = time.monotonic()
+        if self._refreshing:
+            self._refresh_again = True
+            return
+        self._refreshing = True
+        self._refresher = asyncio.ensure_future(self._refresh())
 
     async def _refresh(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            rows = await asyncio.get_running_loop().run_in_executor(
-                self._read_pool, self._query,
-                "SELECT seq FROM sqlite_sequence WHERE name = 'events'", ())
-        except sqlite3.Error as exc:
-            throttled("warning", "spool poll failed", error=str(exc), path=self.path)
-            return
+            again = True
+            while again:
+                self._refresh_again = False
+                try:
+                    rows = await loop.run_in_executor(
+                        self._read_pool, self._query,
+                        "SELECT seq FROM sqlite_sequence WHERE name = 'events'", ())
+                except sqlite3.Error as exc:
+                    throttled("warning", "spool poll failed", error=str(exc), path=self.path)
+                    return
+                top = int(rows[0][0]) if rows else 0
+                if top > self.last_id:
+                    self.last_id = top
+                    for reader in self._readers.values():
+                        # A worker filling a batch is woken once its rest is there (``wait``),
+                        # not by every commit on the way.
+                        if top - reader.handed_out >= reader.wanted:
+                            reader.arrived.set()
+                again = self._refresh_again
         finally:
             self._refreshing = False
-        top = int(rows[0][0]) if rows else 0
-        if top > self.last_id:
-            self.last_id = top
-            for reader in self._readers.values():
-                reader.arrived.set()
 
     async def _poll(self) -> None:
-        """The fallback when no wake-up comes (none configured, or one lost)."""
+        """The fallback when no wake-up comes (none configured, or one lost): a look every
+        ``POLL_SECONDS`` unless a wake-up asked for one meanwhile."""
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            self.refresh_soon()
+            if time.monotonic() - self._refresh_asked >= POLL_SECONDS:
+                self.refresh_soon()
 
     async def read(self, backend: str, limit: int) -> list[Entry]:
         reader = self._readers[backend]
@@ -210,7 +232,7 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         if rows:
             reader.handed_out = rows[-1][0]
             reader.inflight.append([reader.handed_out, False])
-        return [Entry(row[0], row[1]) for row in rows]
+        return list(starmap(Entry, rows))
 
     async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         # Each group commit wakes every reader. A worker filling a batch asks for the rest of
@@ -218,19 +240,24 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         # it reads once per batch instead of once per commit.
         reader = self._readers[backend]
         deadline = time.monotonic() + timeout
-        while True:
-            if not reader.arrived.is_set():
-                try:
-                    await asyncio.wait_for(reader.arrived.wait(), deadline - time.monotonic())
-                except TimeoutError:
+        reader.wanted = max(1, at_least)
+        try:
+            while True:
+                if not reader.arrived.is_set():
+                    try:
+                        await asyncio.wait_for(reader.arrived.wait(),
+                                               deadline - time.monotonic())
+                    except TimeoutError:
+                        return
+                if at_least <= 1 or self.last_id - reader.handed_out >= at_least:
                     return
-            if at_least <= 1 or self.last_id - reader.handed_out >= at_least:
-                return
-            if time.monotonic() >= deadline:
-                return
-            # Not enough yet: wait for the next commit. (Whatever arrived stays unread and
-            # is read when this returns; the flag only says when to look.)
-            reader.arrived.clear()
+                if time.monotonic() >= deadline:
+                    return
+                # Not enough yet: wait for the next commit. (Whatever arrived stays unread and
+                # is read when this returns; the flag only says when to look.)
+                reader.arrived.clear()
+        finally:
+            reader.wanted = 1
 
     async def ack(self, backend: str, entries: Sequence[Entry]) -> None:
         """Mark entries handed out by ``read`` done; the cursor moves past contiguous done reads.
@@ -239,7 +266,8 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         if not entries:
             return
         reader = self._readers[backend]
-        first, last = min(int(e.id) for e in entries), max(int(e.id) for e in entries)
+        ids = [e.id for e in entries]  # this spool's ids are ints
+        first, last = int(min(ids)), int(max(ids))
         for batch in reader.inflight:
             if first <= batch[0] <= last:
                 batch[1] = True

@@ -138,3 +138,59 @@ def test_the_reserve_file_tells_each_side_whether_the_disk_is_full(tmp_path):
     assert delivery.try_leave()  # room again: the delivery side makes the reserve again
     ingest.sync("ingest")
     assert not ingest.full
+
+
+async def test_a_wake_up_during_a_look_makes_one_more_look(path):
+    """The byte of a commit that lands while a look is under way (that look may have read the
+    log just before it) is not swallowed: one more look follows, without waiting for a poll."""
+    ingest, delivery = await pair(path)
+    delivery._poller.cancel()  # only looks asked for by wake-ups from here on
+    looked = asyncio.Event()
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    query = delivery._query
+    calls = []
+
+    def slow_query(sql, params):
+        rows = query(sql, params)
+        calls.append(rows)
+        if len(calls) == 1:  # the first look has read the log: now the commit lands
+            loop.call_soon_threadsafe(looked.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
+        return rows
+
+    delivery._query = slow_query
+    try:
+        delivery.refresh_soon()
+        await asyncio.wait_for(looked.wait(), 10)
+        await ingest.append(bodies(2))
+        delivery.refresh_soon()  # its wake-up, while the first look is still under way
+        release.set()
+        await asyncio.wait_for(delivery.wait("a", timeout=30.0), 10)
+        assert len(await delivery.read("a", 10)) == 2
+        assert len(calls) == 2
+    finally:
+        await delivery.close()
+        await ingest.close()
+
+
+async def test_a_worker_filling_a_batch_is_not_woken_by_each_commit(path):
+    ingest, delivery = await pair(path)
+    delivery._poller.cancel()
+    try:
+        waiter = asyncio.create_task(delivery.wait("a", timeout=30.0, at_least=3))
+        await asyncio.sleep(0)
+        reader = delivery._readers["a"]
+        for i in range(2):
+            await ingest.append(bodies(1, start=i))
+            delivery.refresh_soon()
+            await delivery._refresher
+            assert delivery.last_id == i + 1
+            assert not reader.arrived.is_set() and not waiter.done()
+        await ingest.append(bodies(1, start=2))
+        delivery.refresh_soon()
+        await asyncio.wait_for(waiter, 10)
+        assert len(await delivery.read("a", 10)) == 3
+    finally:
+        await delivery.close()
+        await ingest.close()

@@ -110,6 +110,8 @@ class StoreBackend(Backend):
         self._columns = (split_path(options.distinct_id), split_path(options.version))
         self._migrated = False
         self._next_prune = 0.0  # monotonic time; 0 = prune on the first send
+        # A row is read off the event's JSON as spooled: no Event made on the way.
+        self.sends_spooled = True
 
     @property
     def table(self) -> str:
@@ -140,6 +142,29 @@ class StoreBackend(Backend):
             part_rows, part_dead = self.rows(batch[start:start + YIELD_EVERY], start)
             rows.update(part_rows)
             dead.update(part_dead)
+        return await self._store(rows, dead, len(batch))
+
+    async def send_spooled(self, bodies: Sequence[bytes]) -> SendResult:
+        """``send`` for events as the spool holds them: each row is read off the event's
+        JSON (one ``orjson.loads``), the same row ``send`` makes of the decoded event."""
+        if not bodies:
+            return SendResult.delivered()
+        rows: dict[int, Row] = {}
+        dead: dict[int, str] = {}
+        distinct_id, version = self._columns
+        for start in range(0, len(bodies), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            for i in range(start, min(start + YIELD_EVERY, len(bodies))):
+                try:
+                    rows[i] = row_of_json(bodies[i], distinct_id, version)
+                except ValueError as exc:
+                    dead[i] = str(exc)
+        return await self._store(rows, dead, len(bodies))
+
+    async def _store(self, rows: dict[int, Row], dead: dict[int, str], n: int) -> SendResult:
+        """Insert ``rows`` (by batch index; ``dead`` the indexes refused already) of a batch
+        of ``n``."""
         indexes = list(rows)
         try:
             if not self._migrated:
@@ -148,13 +173,13 @@ class StoreBackend(Backend):
         except RetryableError as exc:
             # Migrate again before the retry: cheap (IF NOT EXISTS), and it heals a dropped table.
             self._migrated = False
-            return SendResult.retry_all(len(batch), exc.reason)
+            return SendResult.retry_all(n, exc.reason)
         dead.update({indexes[j]: why for j, why in refused.items()})
         await self._prune_if_due()
         if not dead:
             return SendResult.delivered()
         first = next(iter(dead.values()))
-        return SendResult(dead=dead, reason=f"{len(dead)} of {len(batch)} refused: {first}")
+        return SendResult(dead=dead, reason=f"{len(dead)} of {n} refused: {first}")
 
     async def prune(self) -> int:
         """Delete rows older than ``retention`` now; 0 if no retention is set."""
@@ -196,26 +221,57 @@ class StoreBackend(Backend):
 def to_row(event: Event, distinct_id_path: str | tuple[str, ...],
            version_path: str | tuple[str, ...]) -> Row:
     """The row for an event; ValueError (with a reason free of event data) if it has none."""
+    return _row(event.uuid, event.received_at, event.name, event.source, event.data,
+                event.profile, distinct_id_path, version_path)
+
+
+def row_of_json(body: bytes, distinct_id_path: str | tuple[str, ...],
+                version_path: str | tuple[str, ...]) -> Row:
+    """``to_row(Event.from_json(body), ...)`` without the Event; ValueError as there, or if
+    ``body`` is no event's JSON."""
     try:
-        received_at = parse_timestamp(event.received_at)
+        d = orjson.loads(body)
+        return _row(d["uuid"], d["received_at"], d["event"], d.get("source", "beacon"),
+                    d["data"], d.get("profile"), distinct_id_path, version_path)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"undecodable spool entry: {type(exc).__name__}") from None
+
+
+def _row(uuid: str, received: str, name: str, source: str, data: Any, profile: str | None,
+         distinct_id_path: str | tuple[str, ...], version_path: str | tuple[str, ...]) -> Row:
+    try:
+        received_at = datetime.fromisoformat(received)
+        if received_at.tzinfo is not UTC:  # (a Z parses to UTC itself: nothing to convert)
+            received_at = parse_timestamp(received)
     except (TypeError, ValueError, OverflowError):
         raise ValueError("received_at is not an ISO 8601 timestamp") from None
     try:
-        data = orjson.dumps(event.data).decode()
-        distinct_id = as_text(get_path(event.data, distinct_id_path))
-        version = as_text(get_path(event.data, version_path))
+        text = orjson.dumps(data).decode()
     except TypeError:  # orjson.JSONEncodeError, e.g. an integer beyond 64 bits
         raise ValueError("data cannot be encoded as JSON") from None
-    return Row(
-        uuid=event.uuid,
-        received_at=received_at,
-        event=event.name,
-        source=event.source,
-        distinct_id=distinct_id,
-        version=version,
-        data=data,
-        profile=event.profile,
-    )
+    distinct_id, version = _at(data, distinct_id_path), _at(data, version_path)
+    # Positional: the fields' order (keywords cost ~1,000 instructions a row more).
+    # received_at_iso: the router's own spelling (``now_iso``), as SQLite stores it; no need
+    # to format the datetime back into it (iso_z, ~6,000 instructions a row).
+    return Row(uuid, received_at, name, source,
+               distinct_id if distinct_id is None or type(distinct_id) is str
+               else as_text(distinct_id),
+               version if version is None or type(version) is str else as_text(version),
+               text, profile, received if _canonical(received) else None)
+
+
+def _at(data: Any, path: str | tuple[str, ...]) -> Any:
+    """``get_path(data, path)``, a top-level key of a dict looked up at once."""
+    if type(data) is dict and type(path) is tuple and len(path) == 1:
+        return data.get(path[0])
+    return get_path(data, path)
+
+
+def _canonical(text: str) -> bool:
+    """Whether ``text``, which ``parse_timestamp`` took, is ``iso_z`` of what it parsed to:
+    ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (a week date or another offset is not)."""
+    return (len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":"
+            and text[13] == ":" and text[10] == "T" and text[7] == "-" and text[4] == "-")
 
 
 def parse_timestamp(value: str) -> datetime:

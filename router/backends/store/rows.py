@@ -12,9 +12,10 @@ import orjson
 from ...event import iso_z
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """One event as stored; ``data`` is already JSON text."""
+    """One event as stored; ``data`` is already JSON text. Not changed once made (not frozen:
+    a frozen dataclass's __init__ costs ~4 times as much, and the store makes one per event)."""
 
     uuid: str
     received_at: datetime
@@ -24,6 +25,9 @@ class Row:
     version: str | None
     data: str
     profile: str | None = None  # the source profile that mapped it: replay gives it back
+    # ``received_at`` as ``iso_z`` spells it, when the event carried it so already: what the
+    # SQLite store writes (None: formatted from ``received_at``).
+    received_at_iso: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``dry-run`` shows it."""

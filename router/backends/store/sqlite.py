@@ -118,7 +118,7 @@ class SqliteStore:
                 [
                     (
                         r.uuid,
-                        iso_z(r.received_at),
+                        r.received_at_iso or iso_z(r.received_at),
                         r.event,
                         r.source,
                         r.distinct_id,
