@@ -394,9 +394,5 @@ def _insert_sql(rows: int) -> str:
 
 
 def settle(fut: asyncio.Future[Any], value: Any, error: Exception | None) -> None:
-    if fut.done():  # its waiter was cancelled (a client that went away)
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(value)
+    if not fut.done():  # else its waiter was cancelled (a client that went away)
+        fut.set_exception(error) if error is not None else fut.set_result(value)
