@@ -123,6 +123,9 @@ def freeze_startup_heap() -> int:
     are never traversed again; the collector still runs for what requests leave behind
     (generations 0 and 1 are untouched, so cycles are still reclaimed and memory stays
     bounded). The thresholds stay CPython's: young collections were ~0.3 ms and not the tail.
+    Under a supervisor (main since ed1438c) most of these were already frozen before the fork
+    (supervisor.fork_sharing); this adds what the serving process built itself, and is the
+    only freeze under ``--delivery inline`` with one worker.
     A frozen object is still freed when its last reference goes; only a cycle among frozen
     objects would never be collected: collecting first keeps startup's own garbage out, and a
     reload (which replaces the config and pipeline) thaws, collects and freezes again.
