@@ -62,7 +62,7 @@ RETRY_AFTER_FULL = 30.0     # what a full spool tells clients (seconds)
 RETRY_AFTER_DISK = 10.0     # what a full disk tells clients: it clears as delivery drains
 _SQLITE_FULL = 13
 
-@dataclass
+@dataclass(slots=True)  # one per append: no per-instance dict to build
 class Op:
     """One unit of work for the writer thread; ``done`` is resolved on the event loop."""
 
@@ -394,7 +394,5 @@ def _insert_sql(rows: int) -> str:
 
 
 def settle(fut: asyncio.Future[Any], value: Any, error: Exception | None) -> None:
-    if not fut.done() and error is not None:
-        fut.set_exception(error)
-    elif not fut.done():
-        fut.set_result(value)
+    if not fut.done():  # else its waiter was cancelled (a client that went away)
+        fut.set_exception(error) if error is not None else fut.set_result(value)

@@ -49,11 +49,13 @@ class BeaconRoute:
         self.router, self.route = router, route
         self._metrics: Metrics | None = None
         self._received: Any = None
+        self._accepted: Any = None
         self._latency: Any = None
 
     def _series(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._received = metrics.child(metrics.received, SOURCE)
+        self._accepted = metrics.child(metrics.accepted, SOURCE)
         self._latency = metrics.child(metrics.request_latency, self.route)
 
     async def receive(self, request: web.Request) -> web.Response:
@@ -89,12 +91,13 @@ class BeaconRoute:
             await _rate_limit(router, beacons)
             pipeline = _pipeline(found, router.pipeline)
             # The request context is for filters only: none to run, none to build.
-            context = request_context(request, router) if len(pipeline) else None
+            context = request_context(request, router, agent=agent) if len(pipeline) else None
             received_at = now_iso()
             await make_durable(router, SOURCE, [
                 Event.new(b, uuid=i, received_at=received_at, context=context,
                           profile=r.profile.name)
-                for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=pipeline)
+                for b, i, r in zip(beacons, ids, found, strict=True)], pipeline=pipeline,
+                accepted=self._accepted)
         finally:
             self._latency.observe(perf_counter() - started)
         status, answer = _answer(found[0].profile if found else FALLBACK, len(beacons))

@@ -37,3 +37,19 @@ async def test_a_profile_with_pipeline_false_skips_the_global_pipeline(
     data = {e["data"]["path"]: e["data"] for e in (orjson.loads(r[0]) for r in rows)}
     assert data["/raw"]["secret"] == "s"  # (profiles add their product's name)
     assert "secret" not in data["/beacon"]
+
+
+async def test_the_beacon_handler_hands_its_user_agent_to_the_pipeline(
+        tmp_path, monkeypatch, aiohttp_client) -> None:
+    # (beacon.py reads the header once and passes it to request_context)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").symlink_to(f"{REPO}/config")
+    config = loads("spool: {path: ./data/spool.db}\npipeline:\n  - {type: user_agent}\n")
+    client = await aiohttp_client(create_app(config))
+    agent = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Chrome/120.0.0.0 Safari/537.36")
+    resp = await client.post("/beacon", json={"n": 1}, headers={"User-Agent": agent})
+    assert resp.status == 202, await resp.text()
+    [(body,)] = sqlite3.connect("data/spool.db").execute("SELECT body FROM events").fetchall()
+    client_fields = orjson.loads(body)["data"]["client"]
+    assert client_fields["browser"] == "Chrome" and client_fields["os"] == "Linux"
