@@ -13,7 +13,7 @@ PACKAGE = Path(REPO) / "router"
 MAX_LINES = 400
 # Modules that need an optional dependency (an extra) are imported where they are used, so a
 # config that does not use them runs without the dependency installed.
-OPTIONAL = {"router.backends.store.postgres", "router.spool.redis"}
+OPTIONAL = {"router.backends.store.postgres", "router.spool.redis", "router.stats.postgres"}
 
 
 def _modules() -> dict[str, Path]:

@@ -171,9 +171,10 @@ class _When:
 
 # Importing the modules fills FILTERS through @register.
 from . import (  # noqa: E402
+    coerce,  # coerce
     dedupe,
     enrich,  # geoip, user_agent
-    fields,  # drop, keep, rename, copy, set, default, coerce
+    fields,  # drop, keep, rename, copy, set, default
     privacy,  # hash, bucket
     quality,  # validate, opt_out, sample
     redact,
@@ -186,6 +187,7 @@ __all__ = [
     "FilterFn",
     "Options",
     "Pipeline",
+    "coerce",
     "dedupe",
     "enrich",
     "fields",

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from router.event import Event
+from router.filters.coerce import Coerce, CoerceOptions
 from router.filters.fields import (
     AssignOptions,
-    Coerce,
-    CoerceOptions,
     Default,
     Drop,
     FieldsOptions,

@@ -17,7 +17,8 @@ from lzstring import LZString
 
 from router.errors import InputError
 from router.ingest import Limits
-from router.ingest.posthog import COMPRESSIONS, decode_v0, decode_v1
+from router.ingest.posthog import decode_v0, decode_v1
+from router.ingest.posthog_payload import COMPRESSIONS
 
 OK = {"event": "e", "distinct_id": "u"}
 FORM = "application/x-www-form-urlencoded"
