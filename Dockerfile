@@ -15,11 +15,11 @@ WORKDIR /src
 #    the dependencies change, not when the code does. (A stub package lets pip read the
 #    project's dependencies; its own empty wheel is thrown away.)
 COPY pyproject.toml constraints.txt ./
-RUN mkdir router && touch router/__init__.py README.md \
+RUN mkdir router && touch router/__init__.py README.md LICENSE \
     && pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[fast,postgres,redis]" \
-    && rm /wheels/beacon_router-*.whl && rm -r router README.md
+    && rm /wheels/beacon_router-*.whl && rm -r router README.md LICENSE
 # 2. The router's own wheel, without touching the dependencies.
-COPY README.md ./
+COPY README.md LICENSE ./
 COPY router ./router
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

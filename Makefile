@@ -18,7 +18,7 @@ run: $(BIN)/beacon-router
 	$(BIN)/beacon-router serve --config $(CONFIG)
 
 test: $(BIN)/beacon-router
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 3
 
 lint: $(BIN)/beacon-router
 	$(BIN)/ruff check router tests
