@@ -86,11 +86,39 @@ class BackendRoute:
         return self._filters.explain(event)
 
 
+class SendLimit:
+    """One backend's limit on sends in flight, shared by every worker of that backend that
+    was handed the same :class:`SendLimits` (the delivery process's files, adopted ones too).
+
+    ``sends`` is held for one send attempt only, never over a retry's backoff sleep; ``probe``
+    lets an unhealthy backend get one probe batch per backoff interval across all of them."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.sends = asyncio.Semaphore(concurrency)  # FIFO: a busy file cannot starve another
+        self.probe = asyncio.Lock()
+
+
+class SendLimits:
+    """The :class:`SendLimit` of each backend by name, made on first use."""
+
+    def __init__(self) -> None:
+        self._limits: dict[str, SendLimit] = {}
+
+    def __call__(self, spec: BackendSpec) -> SendLimit:
+        limit = self._limits.get(spec.name)
+        if limit is None or limit.concurrency != spec.concurrency:
+            # A reload changed it: new sends take the new limit; workers stopping with the
+            # old one keep it for their send in flight.
+            limit = self._limits[spec.name] = SendLimit(spec.concurrency)
+        return limit
+
+
 class Worker:
     """Moves one backend's events from the spool to the backend (see module docstring)."""
 
     def __init__(self, spec: BackendSpec, backend: Backend, spool: Spool, metrics: Metrics,
-                 ) -> None:
+                 limit: SendLimit | None = None) -> None:
         self.spec, self.backend, self.spool, self.metrics = spec, backend, spool, metrics
         self.name = spec.name
         self.health = BackendHealth()
@@ -101,7 +129,9 @@ class Worker:
         self._spooled = backend.sends_spooled and self.route.passes_everything
         self._unfiltered = not spec.filters
         self._read_lock = asyncio.Lock()
-        self._probe = asyncio.Lock()  # while unhealthy, one batch at a time probes the backend
+        self.limit = limit or SendLimit(spec.concurrency)
+        # while unhealthy, one batch at a time probes the backend
+        self._probe = self.limit.probe
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -260,10 +290,11 @@ class Worker:
 
     async def _send(self, batch: Sequence[Event | bytes]) -> SendResult:
         if self.health.healthy:
-            return await self._send_once(batch)
+            async with self.limit.sends:
+                return await self._send_once(batch)
         # An unhealthy backend gets one probe batch per backoff interval, not one per
         # concurrent task: the other tasks wait here until the probe has answered.
-        async with self._probe:
+        async with self._probe, self.limit.sends:
             return await self._send_once(batch)
 
     async def _send_once(self, batch: Sequence[Event | bytes]) -> SendResult:
@@ -311,8 +342,13 @@ class Worker:
 class Delivery:
     """All workers, started and stopped together."""
 
-    def __init__(self, specs: Sequence[BackendSpec], spool: Spool, metrics: Metrics) -> None:
-        self.workers = {s.name: Worker(s, s.build(), spool, metrics) for s in specs}
+    def __init__(self, specs: Sequence[BackendSpec], spool: Spool, metrics: Metrics,
+                 limits: SendLimits | None = None) -> None:
+        # Deliveries given the same ``limits`` (one per spool file in the delivery process)
+        # share each backend's `concurrency`; without, this one has its own.
+        self.limits = limits or SendLimits()
+        self.workers = {s.name: Worker(s, s.build(), spool, metrics, self.limits(s))
+                        for s in specs}
 
     def start(self) -> None:
         for worker in self.workers.values():

@@ -9,7 +9,7 @@ from support import until
 
 from router.backends.base import SendResult
 from router.config.loader import loads
-from router.delivery import Worker, backoff
+from router.delivery import SendLimits, Worker, backoff
 from router.event import Event
 from router.metrics import Metrics
 from router.spool import SqliteSpool
@@ -235,3 +235,46 @@ async def test_a_webhook_gets_spooled_bytes_and_a_corrupt_entry_is_dead_lettered
         await worker.stop(1)
         await backend.aclose()
         await server.close()
+
+
+async def test_workers_of_one_backend_on_two_spools_share_its_concurrency(tmp_path):
+    """The delivery process's seam: one Worker per spool file, one SendLimits for all."""
+    spools = []
+    for n in range(2):
+        s = SqliteSpool(str(tmp_path / f"spool-{n}.db"))
+        await s.open(["test"])
+        spools.append(s)
+    in_flight, peak = 0, 0
+
+    async def slow(batch):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return SendResult.delivered()
+
+    limits = SendLimits()
+    the_spec = spec(max_events=5, extra="concurrency: 2")
+    backend = MockBackend(handler=slow)
+    workers = [Worker(the_spec, backend, s, Metrics(), limits(the_spec)) for s in spools]
+    for s in spools:
+        await put(s, 40)
+    for w in workers:
+        w.start()
+    await until(lambda: len(backend.events) == 80)
+    for w in workers:
+        await w.stop(1)
+    for s in spools:
+        await s.close()
+    assert peak == 2  # four tasks over two files, two sends at most: and it gets there
+
+
+def test_a_reload_that_changes_concurrency_gives_new_sends_a_new_limit():
+    limits = SendLimits()
+    one, two = spec(extra="concurrency: 1"), spec(extra="concurrency: 2")
+    first = limits(one)
+    assert limits(one) is first  # every file's worker: the same limit
+    changed = limits(two)
+    assert changed is not first and changed.concurrency == 2
+    assert limits(two) is changed

@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from ..config import Config
-from ..delivery import Delivery
+from ..delivery import Delivery, SendLimits
 from ..metrics import Metrics
 from ..spool.shards import RoleLocks, remove_spool_file, shard_files, worker_spool
 from ..spool.sqlite import SqliteSpool
@@ -41,6 +41,9 @@ class Adoption:
         """``every``: adopt every former worker's file (the delivery process does)."""
         self.config, self.index, self.count, self.metrics = config, index, count, metrics
         self.every = every
+        # The caller's own delivery's: an adopted file's sends count against each backend's
+        # `concurrency` with the rest (delivery.SendLimits).
+        self.limits: SendLimits | None = None
         self.draining: dict[int, asyncio.Task[None]] = {}
         self.kept: set[int] = set()  # drained files that stay for their dead letters
         self._stopping = asyncio.Event()
@@ -94,7 +97,7 @@ class Adoption:
         emptied = False
         try:
             await spool.open(list(backends))
-            delivery = Delivery(list(backends.values()), spool, self.metrics)
+            delivery = Delivery(list(backends.values()), spool, self.metrics, self.limits)
             log.info(
                 "draining the spool file of a former worker",
                 spool=path,
@@ -141,6 +144,8 @@ def install(app: web.Application, index: int, count: int) -> None:
         stopping.append(asyncio.create_task(adoption.stop()))
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        if router.delivery is not None:  # started by now (web/app.py's cleanup context)
+            adoption.limits = router.delivery.limits
         adoption.start()
         try:
             yield

@@ -39,7 +39,7 @@ import structlog
 from aiohttp import web
 
 from ..config import Config
-from ..delivery import Delivery
+from ..delivery import Delivery, SendLimits
 from ..delivery_link import STATE_PATH, merge_backends
 from ..filters import Pipeline
 from ..ingest import Limits
@@ -76,6 +76,9 @@ class DeliveryProcess:
         self.files: list[_File] = []
         self.started_at = time.time()
         self._reloads: set[asyncio.Task[None]] = set()
+        # One per backend for every file, adopted ones too: `concurrency` holds process-wide.
+        self.limits = SendLimits()
+        self._adopting: adoption.Adoption | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,6 +89,7 @@ class DeliveryProcess:
         server = self.config.server
         wait = server.drain_delay + server.shutdown_timeout * 2 + 5  # a draining predecessor
         adopting = adoption.Adoption(self.config, 0, self.slot.count, self.metrics, every=True)
+        adopting.limits, self._adopting = self.limits, adopting
         sqlite = self.config.spool.type == "sqlite"
         site_runner: web.AppRunner | None = None
         try:
@@ -140,7 +144,7 @@ class DeliveryProcess:
                         limits=Limits.from_server(self.config.server),
                         rate_limits=RateLimits(self.config.limits),
                         pipeline=Pipeline(self.config.pipeline, on_drop=drop_counter(metrics)))
-        router.delivery = Delivery(list(backends.values()), spool, metrics)
+        router.delivery = Delivery(list(backends.values()), spool, metrics, self.limits)
         router.delivery.start()
         return _File(index, lock, spool, router, Reloader(router, counted=False))
 
@@ -172,6 +176,8 @@ class DeliveryProcess:
             ok, errors, later = False, ["the reload failed; see the log"], []
         if self.files and ok:
             self.config = self.files[0].router.config
+            if self._adopting is not None:  # files adopted from now on: the new backends
+                self._adopting.config = self.config
         status = "config reload " + ("applied" if ok else "refused; the running config stays")
         verdict = {"ok": ok, "errors": errors, "restart_required": later}
         sdnotify.notify("READY=1", f"STATUS={status}",

@@ -161,7 +161,8 @@ class Reloader:
         for name in added + changed:
             assert attach is not None
             await attach(name)  # a changed backend restarts at its durable position
-            worker = Worker(after[name], built[name], router.spool, router.metrics)
+            worker = Worker(after[name], built[name], router.spool, router.metrics,
+                            delivery.limits(after[name]))
             worker.start()
             workers[name] = worker
         delivery.workers = workers  # replaced, not mutated: readers iterate the old dict

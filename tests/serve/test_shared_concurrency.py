@@ -1,0 +1,90 @@
+"""A backend's `concurrency` holds for the whole router under ``serve --workers N``: the
+delivery process delivers every worker's spool file, and all of them share one limit per
+backend (router/delivery.py's SendLimits). Real router subprocesses, a real webhook."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+from support import RouterProcess, WebhookReceiver, free_port, send_beacon
+
+CONFIG = """
+spool: {{path: ./spool.db}}
+server: {{drain_delay: 0s}}
+sources: {{profiles: [{{name: test-beacon, paths: [/beacon], event_id: uuid}}]}}
+backends:
+  hook:
+    type: webhook
+    url: http://127.0.0.1:{port}/hook
+    timeout: 5s
+    concurrency: {concurrency}
+    batch: {{max_events: 10, max_wait: 20ms}}
+    retry: {{initial: 50ms, max: 300ms, give_up_after: 1h}}
+"""
+
+
+class CountingReceiver(WebhookReceiver):
+    """Holds each request a while and records the most requests it had open at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = 0
+        self.peak = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        try:
+            await asyncio.sleep(0.05)
+            return await super().handle(request)
+        finally:
+            self.open -= 1
+
+
+@pytest.fixture
+async def receiver():
+    r = CountingReceiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def deliver_under_load(receiver: CountingReceiver, tmp_path, concurrency: int,
+                             *args: str) -> RouterProcess:
+    path = tmp_path / "router.yaml"
+    path.write_text(CONFIG.format(port=receiver.port, concurrency=concurrency))
+    router = RouterProcess(str(path), free_port(), str(tmp_path),
+                           args=("--log-format", "json", "--workers", "2", *args))
+    router.start()
+    try:
+        await router.wait_ready()
+        acked: list[str] = []
+
+        async def load() -> None:
+            # A session each: new connections, which the kernel spreads over both workers.
+            async with aiohttp.ClientSession() as http:
+                for _ in range(50):
+                    await send_beacon(http, router.url, acked)
+
+        await asyncio.gather(*(load() for _ in range(8)))
+        assert len(acked) == 8 * 50
+        await receiver.wait_for(set(acked))  # every acknowledged event, limit or not
+        assert router.terminate() == 0, router.logs()
+    finally:
+        router.stop()
+    assert (tmp_path / "spool-1.db").exists()  # two files were delivered from
+    return router
+
+
+async def test_concurrency_1_means_one_request_at_a_time_across_two_workers_files(
+        receiver, tmp_path):
+    await deliver_under_load(receiver, tmp_path, 1, "--delivery", "process")
+    assert receiver.peak == 1
+
+
+async def test_concurrency_2_is_reached_under_load_and_never_exceeded(receiver, tmp_path):
+    await deliver_under_load(receiver, tmp_path, 2, "--delivery", "process")
+    assert receiver.peak == 2  # a backlog in two files: the limit, never above it
