@@ -363,4 +363,6 @@ class BackendCommon(Strict):
     when: Condition | None = Field(None, description="send only the events that match")
     batch: BatchConfig = Field(BatchConfig(), description="how events are grouped")
     retry: RetryConfig = Field(RetryConfig(), description="how failures are retried")
-    concurrency: int = Field(1, gt=0, le=64, description="batches in flight at once")
+    concurrency: int = Field(1, gt=0, le=64, description="batches in flight at once: "
+                             "one limit over all workers' spool files (per worker with "
+                             "--delivery inline)")
