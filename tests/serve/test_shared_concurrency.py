@@ -5,11 +5,14 @@ backend (router/delivery.py's SendLimits). Real router subprocesses, a real webh
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 
 import aiohttp
 import pytest
 from aiohttp import web
-from support import RouterProcess, WebhookReceiver, free_port, send_beacon
+from support import RouterProcess, WebhookReceiver, free_port, send_beacon, until
 
 CONFIG = """
 spool: {{path: ./spool.db}}
@@ -52,31 +55,40 @@ async def receiver():
     await r.stop()
 
 
-async def deliver_under_load(receiver: CountingReceiver, tmp_path, concurrency: int,
-                             *args: str) -> RouterProcess:
+def start(receiver: CountingReceiver, tmp_path, concurrency: int, *args: str) -> RouterProcess:
     path = tmp_path / "router.yaml"
     path.write_text(CONFIG.format(port=receiver.port, concurrency=concurrency))
     router = RouterProcess(str(path), free_port(), str(tmp_path),
                            args=("--log-format", "json", "--workers", "2", *args))
     router.start()
+    return router
+
+
+async def load(router: RouterProcess, receiver: CountingReceiver) -> None:
+    """400 beacons over 8 connections; every acknowledged one must reach the webhook."""
+    acked: list[str] = []
+
+    async def sender() -> None:
+        # A session each: new connections, which the kernel spreads over both workers.
+        async with aiohttp.ClientSession() as http:
+            for _ in range(50):
+                await send_beacon(http, router.url, acked)
+
+    await asyncio.gather(*(sender() for _ in range(8)))
+    assert len(acked) == 8 * 50
+    await receiver.wait_for(set(acked))  # every acknowledged event, limit or not
+
+
+async def deliver_under_load(receiver: CountingReceiver, tmp_path, concurrency: int,
+                             *args: str) -> None:
+    router = start(receiver, tmp_path, concurrency, *args)
     try:
         await router.wait_ready()
-        acked: list[str] = []
-
-        async def load() -> None:
-            # A session each: new connections, which the kernel spreads over both workers.
-            async with aiohttp.ClientSession() as http:
-                for _ in range(50):
-                    await send_beacon(http, router.url, acked)
-
-        await asyncio.gather(*(load() for _ in range(8)))
-        assert len(acked) == 8 * 50
-        await receiver.wait_for(set(acked))  # every acknowledged event, limit or not
+        await load(router, receiver)
         assert router.terminate() == 0, router.logs()
     finally:
         router.stop()
     assert (tmp_path / "spool-1.db").exists()  # two files were delivered from
-    return router
 
 
 async def test_concurrency_1_means_one_request_at_a_time_across_two_workers_files(
@@ -88,3 +100,27 @@ async def test_concurrency_1_means_one_request_at_a_time_across_two_workers_file
 async def test_concurrency_2_is_reached_under_load_and_never_exceeded(receiver, tmp_path):
     await deliver_under_load(receiver, tmp_path, 2, "--delivery", "process")
     assert receiver.peak == 2  # a backlog in two files: the limit, never above it
+
+
+async def test_a_reload_to_concurrency_1_applies_to_every_file(receiver, tmp_path):
+    router = start(receiver, tmp_path, 2, "--delivery", "process")
+    try:
+        await router.wait_ready()
+        await load(router, receiver)
+        assert receiver.peak == 2
+        (tmp_path / "router.yaml").write_text(CONFIG.format(port=receiver.port, concurrency=1))
+        os.kill(router.proc.pid, signal.SIGHUP)  # the supervisor forwards it to every child
+
+        def reloaded_files() -> int:
+            with open(router.log, encoding="utf-8") as fh:
+                records = [json.loads(line) for line in fh if '"config reloaded"' in line]
+            return sum(1 for r in records
+                       if r.get("role") == "delivery" and r.get("changed") == ["hook"])
+
+        await until(lambda: reloaded_files() >= 2, timeout=30)  # both files' workers
+        receiver.peak = receiver.open
+        await load(router, receiver)
+        assert receiver.peak == 1
+        assert router.terminate() == 0, router.logs()
+    finally:
+        router.stop()
