@@ -53,7 +53,8 @@ async def tap(request: web.Request, router: Any) -> web.StreamResponse:
 async def serve_tap(request: web.Request, backends: Collection[str],
                     secure: Secure | None = None) -> web.StreamResponse:
     """The tap's stream for this process's hub; ``backends`` are the stages it can show
-    besides the pipeline's. Also served by the delivery process's socket (serve/tap_socket)."""
+    besides the pipeline's. The delivery process serves it on its socket too
+    (serve/delivery_process.py)."""
     query = request.query
     stage = query.get("backend", PIPELINE)
     if stage != PIPELINE and stage not in backends:
