@@ -16,7 +16,8 @@ What ops see of it:
 * metrics: it writes into the multiprocess files, so ``/metrics`` on any ingest worker shows
   delivery's counters and the spool gauges it measures every few seconds;
 * state: ``GET /state`` on a unix socket (router/delivery_link.py), which ``/readyz`` and
-  the admin API of the ingest workers read;
+  the admin API of the ingest workers read; ``GET /tap`` on the same socket streams a
+  backend's tap, which the ingest workers' ``/admin/tap`` relays (router/tap/proxy.py);
 * SIGHUP (forwarded by the supervisor) reloads the backends with router/web/reload.py's code;
   SIGTERM stops delivery (batches in flight get ``shutdown_timeout``) and exits 0.
 
@@ -47,6 +48,9 @@ from ..metrics import Metrics, event_age
 from ..ratelimit import RateLimits
 from ..spool.shards import ShardLock, shard_path, worker_spool
 from ..spool.sqlite import SqliteSpool
+from ..tap.admin import close_taps, serve_tap
+from ..tap.hub import TAP
+from ..tap.proxy import TAP_PATH
 from ..web.reload import Reloader
 from ..web.state import Router, WorkerSlot, drop_counter
 from . import adoption, sdnotify
@@ -185,6 +189,11 @@ class DeliveryProcess:
 
     # -- what ops see ----------------------------------------------------------------------
 
+    def backends(self) -> set[str]:
+        """The backends running here, over every file."""
+        return {name for file in self.files if file.router.delivery is not None
+                for name in file.router.delivery.workers}
+
     async def state(self) -> dict[str, Any]:
         """The answer to ``GET /state`` (router/delivery_link.py)."""
         now = time.time()
@@ -204,7 +213,8 @@ class DeliveryProcess:
         last = self.files[0].reloader.last if self.files else None
         return {"pid": os.getpid(), "uptime_seconds": round(now - self.started_at, 3),
                 "files": len(self.files), "backends": merge_backends(parts),
-                "last_reload": last.to_dict() if last else None}
+                "last_reload": last.to_dict() if last else None,
+                "tap_subscribers": TAP.subscribers}
 
     async def _serve_state(self) -> web.AppRunner | None:
         if not self.slot.state_socket:
@@ -214,8 +224,15 @@ class DeliveryProcess:
             return web.Response(body=orjson.dumps(await self.state()),
                                 content_type="application/json")
 
+        async def tap(request: web.Request) -> web.StreamResponse:
+            # The ingest process's /admin/tap relays this (tap/proxy.py). The hub is
+            # process-global, so with several files a backend's events from all show up here.
+            return await serve_tap(request, self.backends())
+
         app = web.Application()
         app.router.add_get(STATE_PATH, answer)
+        app.router.add_get(TAP_PATH, tap)
+        app.on_shutdown.append(close_taps)  # a tap's stream must not hold up the stop
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         with contextlib.suppress(FileNotFoundError):  # a crashed predecessor's socket

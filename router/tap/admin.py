@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from ..conditions import Condition
 from .hub import PIPELINE, TAP, Subscriber, dumps_notice
+from .proxy import close_proxies, proxy
 
 Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 Guard = Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]
@@ -40,16 +41,25 @@ def add_tap_routes(app: web.Application, guard: Guard, secure: Secure) -> None:
 
 async def tap(request: web.Request, router: Any) -> web.StreamResponse:
     """Stream events as JSON lines until ``limit`` or the client leaves."""
+    stage = request.query.get("backend", PIPELINE)
+    secure: Secure = request.app[SECURE]  # type: ignore[assignment]
+    if stage != PIPELINE and router.link is not None:
+        # The backends run in the delivery process: its socket serves the same stream.
+        return await proxy(request, router.link.socket_path, secure)
+    workers = router.delivery.workers if router.delivery is not None else {}
+    return await serve_tap(request, set(workers), secure)
+
+
+async def serve_tap(request: web.Request, backends: Collection[str],
+                    secure: Secure | None = None) -> web.StreamResponse:
+    """The tap's stream for this process's hub; ``backends`` are the stages it can show
+    besides the pipeline's. The delivery process serves it on its socket too
+    (serve/delivery_process.py)."""
     query = request.query
     stage = query.get("backend", PIPELINE)
-    workers = router.delivery.workers if router.delivery is not None else {}
-    if stage != PIPELINE and router.link is not None:
-        return _error(409, "conflict", "backends run in the delivery process, which this "
-                                       "tap cannot reach yet: tap the pipeline, or serve "
-                                       "with --delivery inline to tap a backend")
-    if stage != PIPELINE and stage not in workers:
+    if stage != PIPELINE and stage not in backends:
         return _error(404, "not_found", f"no running backend {stage[:64]!r}: "
-                                        f"{', '.join(sorted(workers)) or 'none'}")
+                                        f"{', '.join(sorted(backends)) or 'none'}")
     try:
         limit = int(query.get("limit", str(MAX_LIMIT)))
     except ValueError:
@@ -65,7 +75,8 @@ async def tap(request: web.Request, router: Any) -> web.StreamResponse:
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                            "Cache-Control": "no-store"})
-    request.app[SECURE](response)  # type: ignore[operator]
+    if secure is not None:
+        secure(response)
     await response.prepare(request)
     subscriber = Subscriber(stage, when)
     TAP.subscribe(subscriber)
@@ -103,6 +114,12 @@ async def tap(request: web.Request, router: Any) -> web.StreamResponse:
 
 
 async def _close_taps(app: web.Application) -> None:
+    TAP.close_all()
+    close_proxies()
+
+
+async def close_taps(_app: web.Application) -> None:
+    """Wake this process's taps with the end of their stream (an app's ``on_shutdown``)."""
     TAP.close_all()
 
 

@@ -320,7 +320,7 @@ def replay_and_tap_paths() -> dict[str, Schema]:
                         "content": {"application/x-ndjson": {"schema": STR}},
                     }
                 },
-                (400, *ADMIN_ERRORS),
+                (400, *ADMIN_ERRORS, 503),
                 parameters=[
                     {
                         "name": "backend",

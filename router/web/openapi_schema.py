@@ -22,7 +22,8 @@ STATUS = {
     415: "The content type or content encoding is not one the router reads.",
     422: "The config file is invalid; the running config is kept.",
     429: "Rate limited; come back after `Retry-After` seconds.",
-    503: "Cannot take the request now (spool full or unreachable, draining, store unreadable); "
+    503: "Cannot take the request now (spool full or unreachable, draining, store unreadable, "
+    "the delivery process restarting); "
     "retry after `Retry-After` seconds.",
 }
 INGEST_ERRORS = (400, 401, 405, 408, 413, 415, 429, 503)

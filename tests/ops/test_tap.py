@@ -148,9 +148,9 @@ async def test_the_tap_command_prints_json_lines_from_a_running_router(tmp_path)
         backends:
           lines: {{type: file, path: ./data/lines.jsonl, batch: {{max_wait: 10ms}}}}
         """))
-    # A backend's tap needs the backend in the process the admin API runs in (inline).
+    # The default --delivery process: the backend's tap is relayed from the delivery process.
     router = RouterProcess(str(tmp_path / "router.yaml"), free_port(), str(tmp_path),
-                           args=("--log-format", "json", "--delivery", "inline"))
+                           args=("--log-format", "json"))
     router.start()
     try:
         await router.wait_ready()

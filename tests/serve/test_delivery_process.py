@@ -205,8 +205,9 @@ async def test_readyz_metrics_and_the_admin_api_show_the_delivery_process(separa
             return 'beacon_router_events_delivered_total{backend="hook"} 5.0' in text
 
         await until(delivered_in_metrics, timeout=10)
-        async with http.get(f"{router.url}/admin/tap?backend=hook", headers=ADMIN) as resp:
-            assert resp.status == 409  # not reachable from here yet; the pipeline's tap is
+        # A backend's tap is relayed from the delivery process (tests/serve/test_delivery_tap.py).
+        async with http.get(f"{router.url}/admin/tap?backend=nope", headers=ADMIN) as resp:
+            assert resp.status == 404 and "hook" in (await resp.json())["detail"]
 
         # The backend goes away: the delivery process's health reaches /readyz.
         await receiver.stop()
