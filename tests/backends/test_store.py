@@ -63,15 +63,15 @@ class Store:
             row["data"] = json.loads(row["data"])
         return sorted(rows, key=lambda r: r["distinct_id"] or "")
 
-    async def execute(self, sql: str) -> None:
-        """Run ``sql`` with ``{table}`` naming the beacons table, from outside the backend."""
+    async def execute(self, sql: str, table: str = "beacons") -> None:
+        """Run ``sql`` with ``{table}`` naming ``table``, from outside the backend."""
         if self.kind == "sqlite":
             with sqlite3.connect(self._path) as conn:
-                conn.execute(sql.format(table="beacons"))
+                conn.execute(sql.format(table=f'"{table}"'))
             return
         conn = await asyncpg.connect(self.url)
         try:
-            await conn.execute(sql.format(table=f'"{self.schema}"."beacons"'))
+            await conn.execute(sql.format(table=f'"{self.schema}"."{table}"'))
         finally:
             await conn.close()
 
@@ -117,7 +117,7 @@ async def postgres(postgres_dsn, postgres_schema) -> AsyncIterator[Store]:
         await backend.aclose()
 
 
-async def test_rows_land_with_the_indexed_columns_filled(store, make_events):
+async def test_rows_land_with_the_columns_filled(store, make_events):
     batch = make_events(3)
 
     result = await store.backend().send(batch)
@@ -136,9 +136,6 @@ async def test_rows_land_with_the_indexed_columns_filled(store, make_events):
         }
         for i, event in enumerate(batch)
     ]
-    assert {"uuid", "received_at", "event", "distinct_id", "version"} <= (
-        await store.indexed_columns()
-    )
 
 
 async def test_a_redelivered_batch_adds_no_rows(store, make_events):
@@ -184,9 +181,21 @@ async def test_migrate_creates_the_table_and_indexes_before_any_send(store):
     await store.backend(table="beacons_v2").migrate()
 
     assert await store.rows("beacons_v2") == []
-    assert {"received_at", "event", "distinct_id", "version"} <= (
-        await store.indexed_columns("beacons_v2")
-    )
+    # uuid's primary key, the ranges the router reads, one installation's rows; not the
+    # low-cardinality event and version (each cost every insert, no query uses them).
+    assert await store.indexed_columns("beacons_v2") == {"uuid", "received_at", "distinct_id"}
+
+
+async def test_an_archive_with_the_former_event_and_version_indexes_keeps_them(store, make_events):
+    await store.backend(table="older").migrate()
+    for column in ("event", "version"):
+        await store.execute(f'CREATE INDEX "older_{column}" ON {{table}} ({column})',
+                            table="older")
+    backend = store.backend(table="older")
+    assert (await backend.send(make_events(3))).ok
+
+    assert len(await store.rows("older")) == 3
+    assert {"event", "version"} <= await store.indexed_columns("older")
 
 
 async def test_field_paths_choose_distinct_id_and_version(store, make_events):

@@ -44,7 +44,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 
 
 class StoreOptions(Options):
-    """Where the rows go, how long they stay, and which fields fill the indexed columns."""
+    """Where the rows go, how long they stay, and which fields fill distinct_id and version."""
 
     url: str = Field(description="sqlite:///relative.db, sqlite:////absolute.db or "
                                  "postgresql://user@host:port/db")
@@ -281,7 +281,7 @@ def parse_timestamp(value: str) -> datetime:
 
 
 def as_text(value: Any) -> str | None:
-    """An indexed column's value: strings as they are, anything else as JSON, absent as NULL."""
+    """A one-key column's value: strings as they are, anything else as JSON, absent as NULL."""
     if value is None or isinstance(value, str):
         return value
     return orjson.dumps(value).decode()

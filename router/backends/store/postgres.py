@@ -61,6 +61,7 @@ class PostgresStore:
                 await conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext($1))", f"beacon-router:{s}.{t}"
                 )
+                # The indexes as SQLite's (store/sqlite.py, _migrate: why not event, version).
                 # CREATE SCHEMA needs CREATE on the database even when the schema exists.
                 if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", s):
                     await conn.execute(f'CREATE SCHEMA "{s}"')
@@ -77,9 +78,7 @@ class PostgresStore:
                     );
                     ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS profile text;
                     CREATE INDEX IF NOT EXISTS "{t}_received_at" ON {self.qualified} (received_at);
-                    CREATE INDEX IF NOT EXISTS "{t}_event" ON {self.qualified} (event);
                     CREATE INDEX IF NOT EXISTS "{t}_distinct_id" ON {self.qualified} (distinct_id);
-                    CREATE INDEX IF NOT EXISTS "{t}_version" ON {self.qualified} (version);
                 """)
         except _DB_ERRORS as exc:
             raise self._retryable("cannot create the table", exc) from exc

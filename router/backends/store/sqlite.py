@@ -86,6 +86,11 @@ class SqliteStore:
         return self._conn
 
     def _migrate(self) -> None:
+        # Indexed: received_at (statistics, retention, replay: every range the router reads)
+        # and distinct_id (one installation's rows, an erasure request). Not event or version:
+        # a handful of values each, no query of the router's uses them, and each cost ~5k
+        # instructions per stored row (bench/README.md, "store indexes"). Archives made with
+        # them keep them.
         t = self.table
         self._connect().executescript(f"""
             CREATE TABLE IF NOT EXISTS "{t}" (
@@ -99,9 +104,7 @@ class SqliteStore:
                 profile TEXT
             );
             CREATE INDEX IF NOT EXISTS "{t}_received_at" ON "{t}" (received_at);
-            CREATE INDEX IF NOT EXISTS "{t}_event" ON "{t}" (event);
             CREATE INDEX IF NOT EXISTS "{t}_distinct_id" ON "{t}" (distinct_id);
-            CREATE INDEX IF NOT EXISTS "{t}_version" ON "{t}" (version);
         """)
         columns = {row[1] for row in self._connect().execute(f'PRAGMA table_info("{t}")')}
         if "profile" not in columns:  # an archive made before source profiles
