@@ -113,14 +113,14 @@ async def serve_tap(request: web.Request, backends: Collection[str],
     return response
 
 
-async def _close_taps(app: web.Application) -> None:
-    TAP.close_all()
-    close_proxies()
-
-
 async def close_taps(_app: web.Application) -> None:
     """Wake this process's taps with the end of their stream (an app's ``on_shutdown``)."""
     TAP.close_all()
+
+
+async def _close_taps(app: web.Application) -> None:
+    await close_taps(app)
+    close_proxies()  # and end the relays of the delivery process's
 
 
 def _error(status: int, error: str, detail: str) -> web.Response:
