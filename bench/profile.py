@@ -4,6 +4,7 @@ event loop's time is split by what it was doing (pipeline, delivery, aiohttp, me
     .venv/bin/python bench/profile.py                    # scenario 1's config, 10 s
     .venv/bin/python bench/profile.py --config posthog --seconds 15 --top 40
     .venv/bin/python bench/profile.py --pipeline none    # without the global pipeline
+    .venv/bin/python bench/profile.py --load batch       # PostHog /batch/ bodies of 100 events
 
 Needs py-spy (bench/setup installs it) and, as root or with ptrace allowed, permission to read
 the router's memory. Writes the raw stacks to bench/results/tmp/profile-<config>.txt (open them
@@ -72,8 +73,10 @@ def categorize(raw: Path, thread: str = "MainThread") -> tuple[int, Counter[str]
     return total, by_category, by_frame
 
 
-def record(config: str, pipeline: str, seconds: int, raw: Path) -> dict[str, float]:
-    """Run the router under single-beacon load with py-spy attached; the load's figures."""
+def record(config: str, pipeline: str, seconds: int, raw: Path, load_kind: str = "beacon"
+           ) -> dict[str, float]:
+    """Run the router under load (single beacons, or scenario 2's PostHog batches) with
+    py-spy attached; the load's figures."""
     up = suite.Upstream()
     try:
         data = suite.WORK / f"profile-{config}"
@@ -96,13 +99,19 @@ def record(config: str, pipeline: str, seconds: int, raw: Path) -> dict[str, flo
                     "--pid",
                     str(r.pid),
                     "--threads",
+                    # the supervisor's children: the ingest and the delivery process
+                    "--subprocesses",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(0.5)  # py-spy attaches
             before = tree_cpu(r.pid)
-            load = wrk.run(r.url("/beacon"), "beacon", seconds=seconds - 1)
+            if load_kind == "batch":  # as scenario 2 sends them: 16 connections
+                load = wrk.run(r.url("/batch/"), "batch", seconds=seconds - 1, connections=16,
+                               events_per_request=100)
+            else:
+                load = wrk.run(r.url("/beacon"), "beacon", seconds=seconds - 1)
             cpu = tree_cpu(r.pid) - before
             spy.wait(timeout=seconds + 30)
         return {
@@ -124,6 +133,8 @@ def main() -> int:
         help="default: store + webhook (scenario 1); posthog: store + posthog",
     )
     parser.add_argument("--pipeline", choices=["shipped", "none"], default="shipped")
+    parser.add_argument("--load", choices=["beacon", "batch"], default="beacon",
+                        help="single beacons, or PostHog /batch/ bodies of 100 events")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25, help="functions listed by self time")
     parser.add_argument(
@@ -139,7 +150,7 @@ def main() -> int:
             print("bench/profile.py: py-spy is not installed; run bench/setup", file=sys.stderr)
             return 2
         suite.WORK.mkdir(parents=True, exist_ok=True)
-        print(record(args.config, args.pipeline, args.seconds, raw))
+        print(record(args.config, args.pipeline, args.seconds, raw, args.load))
     total, by_category, by_frame = categorize(raw)
     print(f"\nevent loop thread, {total} samples: where its time went")
     for name, n in by_category.most_common():

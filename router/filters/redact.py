@@ -186,6 +186,12 @@ class Redact(Filter):
         return event
 
 
+# Three dots close enough for an IPv4 address: each within 13 characters of the one before
+# (three digits of up to 4 bytes each in UTF-8, as ``\d`` takes any Unicode digit; counted in
+# characters the bound only grows looser). The dots are consecutive: no dot in between.
+_DOTTED_QUAD = re.compile(r"\.[^.]{0,12}\.[^.]{0,12}\.")
+
+
 def nothing_to_redact(data: dict[str, Any]) -> bool:
     """True when no string in ``data`` can hold a built-in pattern; False means "maybe".
 
@@ -211,21 +217,8 @@ def nothing_to_redact(data: dict[str, Any]) -> bool:
     # in strings. An IPv6 address without "::" has 7.
     if text.count(":") - text.count('":') >= 6:
         return False
-    # (_dotted_quad_possible's first test, without its call: most beacons stop here)
-    return "." not in text or text.count(".") < 3 or not _dotted_quad_possible(text)
+    # Most beacons have fewer than three dots and stop at the count; the regex's C scan is
+    # ~2.5 times cheaper than a Python loop over the dots where there are more (PostHog events:
+    # two version strings, bench/README.md, "redact's dotted quads").
+    return "." not in text or text.count(".") < 3 or _DOTTED_QUAD.search(text) is None
 
-
-def _dotted_quad_possible(text: str) -> bool:
-    """Whether three dots lie close enough for an IPv4 address: each within 13 characters of
-    the one before (three digits of up to 4 bytes each in UTF-8, as ``\\d`` takes any Unicode
-    digit; counted in characters the bound only grows looser)."""
-    if text.count(".") < 3:
-        return False
-    before, last = -100, -100
-    at = text.find(".")
-    while at >= 0:
-        if at - last <= 13 and last - before <= 13:
-            return True
-        before, last = last, at
-        at = text.find(".", at + 1)
-    return False

@@ -48,17 +48,18 @@ def as_events(
 
 def exceeds_depth(doc: dict[str, Any] | list[Any], max_depth: int) -> bool:
     """Whether objects and arrays nest more than ``max_depth`` levels (``doc`` itself is 1)."""
-    # Iterative, so a hostile document cannot exhaust the interpreter stack, and it stops at the
-    # first container found too deep.
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        node, depth = stack.pop()
-        for child in node.values() if type(node) is dict else node:
-            if type(child) is dict or type(child) is list:
-                if depth >= max_depth:
-                    return True
-                stack.append((child, depth + 1))
-    return False
+    # Level by level, each level one comprehension: no interpreter stack for a hostile document
+    # to exhaust, and ~20 % fewer instructions than a loop over an explicit stack of
+    # (node, depth) pairs on a batch of 100 events (bench/README.md, "redact's dotted quads").
+    level: list[Any] = [doc]
+    for _ in range(max_depth - 1):  # then ``level`` holds the containers at depth max_depth
+        level = [child for node in level
+                 for child in (node.values() if type(node) is dict else node)
+                 if type(child) is dict or type(child) is list]
+        if not level:
+            return False
+    return any(type(child) is dict or type(child) is list for node in level
+               for child in (node.values() if type(node) is dict else node))
 
 
 def too_deep(max_depth: int) -> BadRequest:
