@@ -194,3 +194,13 @@ async def test_a_worker_filling_a_batch_is_not_woken_by_each_commit(path):
     finally:
         await delivery.close()
         await ingest.close()
+
+
+def test_only_the_ingest_side_syncs_each_commit(path):
+    # The delivery side's commits (cursors, dead letters, compaction) ride on the ingest side's
+    # next fsync of the same WAL: their own held the write lock every ingest commit waits for.
+    # A kill -9 of the delivery process still loses none of them (tests/serve/
+    # test_delivery_process.py: at most the batches in flight are sent twice).
+    assert SqliteSpool(path, role="ingest")._synchronous() == "FULL"
+    assert SqliteSpool(path, role="both")._synchronous() == "FULL"
+    assert SqliteSpool(path, role="delivery")._synchronous() == "NORMAL"
