@@ -20,7 +20,7 @@ import structlog
 
 from .backends.base import Backend, SendResult
 from .config import BackendSpec
-from .event import JSON_START, Event
+from .event import Event, as_to_json_writes
 from .filters import DropHook, Pipeline
 from .logs import Throttled
 from .metrics import Metrics
@@ -210,12 +210,12 @@ class Worker:
         pending: list[tuple[Entry, Event | bytes]] = []
         corrupt: list[tuple[Entry, str]] = []
         if self._spooled:
-            bodies = [_as_bytes(entry.body) for entry in entries]
-            if all(b.startswith(JSON_START) and b.endswith(b"}") for b in bodies):
+            bodies = [b if type(b) is bytes else _as_bytes(b) for _, b in entries]
+            if as_to_json_writes(bodies):
                 pending = list(zip(entries, bodies, strict=True))  # all as to_json writes them
             else:
                 for entry, body in zip(entries, bodies, strict=True):
-                    if not (body.startswith(JSON_START) and body.endswith(b"}")):
+                    if not as_to_json_writes((body,)):
                         try:  # not as Event.to_json writes it: decodable at all?
                             Event.from_json(body)
                         except (ValueError, KeyError, TypeError) as exc:

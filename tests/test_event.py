@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 
-from router.event import JSON_START, Event, RequestContext, normalize_uuid, uuid_of_json
+from router.event import (
+    JSON_START,
+    Event,
+    RequestContext,
+    as_to_json_writes,
+    normalize_uuid,
+    uuid_of_json,
+)
 
 
 def test_generated_uuids_are_valid_v4_and_unique():
@@ -51,6 +58,14 @@ def test_an_events_json_starts_with_its_uuid_which_is_read_off_the_front():
     assert uuid_of_json(event.to_json()) == event.uuid
     reordered = b'{"event":"beacon","uuid":"%s"}' % event.uuid.encode()
     assert uuid_of_json(reordered) == event.uuid  # another writer's key order: decoded
+
+
+def test_a_batch_is_framed_as_to_json_writes_only_if_every_body_is():
+    bodies = [Event.new({"n": n}).to_json() for n in range(3)]
+    assert as_to_json_writes(bodies) and as_to_json_writes([])
+    for damaged in (b'{"uuid":"truncated', b'{"event":"x","uuid":"y"}', bodies[0] + b" "):
+        for at in range(4):
+            assert not as_to_json_writes([*bodies[:at], damaged, *bodies[at:]])
 
 
 def test_a_request_contexts_client_ip_is_worked_out_once_and_only_when_asked():

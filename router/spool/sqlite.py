@@ -28,7 +28,6 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import starmap
 from typing import Any
 
 import structlog
@@ -36,7 +35,7 @@ import structlog
 from ..errors import Unavailable
 from ..event import now_iso
 from ..logs import Throttled
-from .base import Entry
+from .base import Entry, entries_of
 from .diskspace import DiskGuard
 from .sqlite_dlq import SqliteDeadLetterCommands
 from .sqlite_writer import RETRY_AFTER_DISK, RETRY_AFTER_FULL, Op, SpoolWriter
@@ -232,7 +231,7 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         if rows:
             reader.handed_out = rows[-1][0]
             reader.inflight.append([reader.handed_out, False])
-        return list(starmap(Entry, rows))
+        return list(entries_of(rows))
 
     async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         # Each group commit wakes every reader. A worker filling a batch asks for the rest of
