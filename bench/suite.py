@@ -102,6 +102,45 @@ class Suite:
                 cpu.append(tree_cpu(pid) - before)
         return summarize(loads, rss, cpu)
 
+    def paired(
+        self,
+        bare_url: str,
+        url: str,
+        script: str,
+        *,
+        settle: Callable[[], object],
+        events_per_request: int = 1,
+        connections: int | None = None,
+    ) -> dict[str, Any]:
+        """The bare server and the router in turn, ``runs`` pairs of runs back to back, the
+        router's backlog delivered (``settle``) before the bare server's next run. This host's
+        speed drifts by tens of per cent within minutes, and the two scenarios' medians come
+        from runs minutes apart; a pair sees the same host, so the median of the pairs' ratios
+        is the "x bare" to judge by."""
+        s = self.settings
+        pairs = []
+        for _ in range(s.runs):
+            kw = {"seconds": s.seconds, "connections": connections or s.connections,
+                  "events_per_request": events_per_request}
+            bare = wrk.run(bare_url, script, **kw)  # type: ignore[arg-type]
+            routed = wrk.run(url, script, **kw)  # type: ignore[arg-type]
+            settle()
+            pairs.append({
+                "bare_events_per_s": round(bare.events_per_s, 1),
+                "router_events_per_s": round(routed.events_per_s, 1),
+                "ratio": round(routed.events_per_s / max(bare.events_per_s, 1e-9), 3),
+                "router_p99_ms": routed.p99_ms,
+            })
+        ratios = [p["ratio"] for p in pairs]
+        p99s = [p["router_p99_ms"] for p in pairs]
+        return {
+            "pairs": pairs,
+            "ratio": {"median": statistics.median(ratios), "min": min(ratios),
+                      "max": max(ratios)},
+            "router_p99_ms": {"median": statistics.median(p99s), "min": min(p99s),
+                              "max": max(p99s)},
+        }
+
 
 # -- the PostHog/webhook stand-in ---------------------------------------------------------------
 
@@ -293,11 +332,22 @@ def scenario_router(suite: Suite) -> None:
         "config": "config/router.yaml (SQLite spool, store) + a webhook backend",
         "posthog_config": "config/router.yaml with POSTHOG_API_KEY set (store + posthog)",
     }
-    with router("default", configs.default(WORK / "default", up.port), up) as r:
+    bare_port = free_port()
+    bare = Proc("baseline-paired", [PYTHON, str(BENCH / "baseline_server.py"), "--port",
+                                    str(bare_port)], WORK)
+    with process(bare, bare_port), \
+            router("default", configs.default(WORK / "default", up.port), up) as r:
         up.reset()
         out["single"] = suite.series(r.url("/beacon"), "beacon", r.pid)
         out["single"]["settle_s"] = r.wait_drained(60)
         out["single"]["upstream"] = upstream_ratios(up)
+        bare_url = f"http://{LOOPBACK}:{bare_port}"
+        out["single_paired"] = suite.paired(f"{bare_url}/beacon", r.url("/beacon"), "beacon",
+                                            settle=lambda: r.wait_drained(60))
+        out["batch_paired"] = suite.paired(
+            f"{bare_url}/batch/", r.url("/batch/"), "batch", settle=lambda: r.wait_drained(120),
+            events_per_request=100, connections=s.batch_connections,
+        )
         # Batches last: their backlog is left undelivered when the router stops; the drain
         # scenario measures the delivery of such a backlog on its own.
         up.reset()
