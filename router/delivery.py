@@ -210,7 +210,7 @@ class Worker:
         pending: list[tuple[Entry, Event | bytes]] = []
         corrupt: list[tuple[Entry, str]] = []
         if self._spooled:
-            bodies = [b if type(b) is bytes else _as_bytes(b) for _, b in entries]
+            bodies = [_as_bytes(entry.body) for entry in entries]
             if as_to_json_writes(bodies):
                 pending = list(zip(entries, bodies, strict=True))  # all as to_json writes them
             else:

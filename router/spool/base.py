@@ -11,25 +11,19 @@ The contract delivery relies on, whatever the store (SQLite file, Redis Streams)
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 
-class Entry(NamedTuple):
+@dataclass(slots=True)
+class Entry:
     """One spooled event: its position in the log and its serialized body (``Event.to_json``).
-
-    A named tuple: delivery makes one per event per backend, and a fetched row becomes one
-    with ``tuple.__new__`` (``entries_of``), a C call, where a dataclass's ``__init__`` runs
-    Python code (~2.5k instructions an entry, bench/README.md, "the delivery role's commits")."""
+    Never changed once read (not frozen: a frozen dataclass's __init__ costs ~2.5 times as much,
+    and delivery makes one per event per backend)."""
 
     id: int | str
     body: bytes
-
-
-entries_of = functools.partial(map, functools.partial(tuple.__new__, Entry))
-"""``entries_of(rows)``: an Entry per ``(id, body)`` row, lazily."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any
 
 import structlog
@@ -35,8 +35,9 @@ import structlog
 from ..errors import Unavailable
 from ..event import now_iso
 from ..logs import Throttled
-from .base import Entry, entries_of
+from .base import Entry
 from .diskspace import DiskGuard
+from .one_thread import OneThread
 from .sqlite_dlq import SqliteDeadLetterCommands
 from .sqlite_writer import RETRY_AFTER_DISK, RETRY_AFTER_FULL, Op, SpoolWriter
 
@@ -95,7 +96,7 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self._ops: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._outbox: list[Op] = []  # this event-loop pass's appends, handed over together
         self._writer: threading.Thread | None = None
-        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="spool-read")
+        self._reads = OneThread("spool-read")
         self._read_local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: str | None = None
@@ -138,8 +139,8 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
             self._ops.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        await asyncio.get_running_loop().run_in_executor(self._read_pool, self._close_reader)
-        self._read_pool.shutdown(wait=True)
+        await self._reads.run(self._close_reader)
+        await asyncio.to_thread(self._reads.shutdown)
 
     # -- ingest side -------------------------------------------------------------------------
 
@@ -190,14 +191,13 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self._refresher = asyncio.ensure_future(self._refresh())
 
     async def _refresh(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             again = True
             while again:
                 self._refresh_again = False
                 try:
-                    rows = await loop.run_in_executor(
-                        self._read_pool, self._query,
+                    rows = await self._reads.run(
+                        self._query,
                         "SELECT seq FROM sqlite_sequence WHERE name = 'events'", ())
                 except sqlite3.Error as exc:
                     throttled("warning", "spool poll failed", error=str(exc), path=self.path)
@@ -226,12 +226,11 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         reader = self._readers[backend]
         reader.arrived.clear()
         after = reader.handed_out
-        rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._select, backend, after, limit)
+        rows = await self._reads.run(self._select, backend, after, limit)
         if rows:
             reader.handed_out = rows[-1][0]
             reader.inflight.append([reader.handed_out, False])
-        return list(entries_of(rows))
+        return list(starmap(Entry, rows))
 
     async def wait(self, backend: str, timeout: float, at_least: int = 1) -> None:
         # Each group commit wakes every reader. A worker filling a batch asks for the rest of
@@ -312,14 +311,13 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
     async def peek(self, backend: str) -> Entry | None:
         """The oldest entry ``backend`` has not acked (handed out or not), or None."""
         reader = self._readers[backend]
-        rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._select, backend, reader.position, 1)
+        rows = await self._reads.run(self._select, backend, reader.position, 1)
         return Entry(rows[0][0], rows[0][1]) if rows else None
 
     async def holds_nothing(self) -> bool:
         """No event kept for any backend and no dead letter: the file may be deleted."""
-        rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._query,
+        rows = await self._reads.run(
+            self._query,
             "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM dead_letters)", ())
         return not rows[0][0]
 

@@ -3,20 +3,19 @@ it alone, or purged."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .base import DeadLetter
+from .one_thread import OneThread
 
 
 class SqliteDeadLetterCommands:
     """The dead-letter half of :class:`~router.spool.sqlite.SqliteSpool`."""
 
     dead_letter_id_base: int
-    _read_pool: ThreadPoolExecutor
+    _reads: OneThread
 
     async def _call(self, fn: Any, notify: bool = False) -> Any:
         raise NotImplementedError  # the writer thread runs ``fn`` (sqlite.py)
@@ -27,16 +26,16 @@ class SqliteDeadLetterCommands:
     async def dead_letters(self, backend: str, limit: int = 100, since: str | None = None
                            ) -> list[DeadLetter]:
         """Dead letters of ``backend``, oldest first; ``since`` is an ISO time lower bound."""
-        rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._query,
+        rows = await self._reads.run(
+            self._query,
             "SELECT id, backend, body, reason, attempts, failed_at FROM dead_letters "
             "WHERE backend = ? AND failed_at >= ? ORDER BY id LIMIT ?",
             (backend, since or "", limit))
         return [DeadLetter(*row) for row in rows]
 
     async def dead_letter_counts(self) -> dict[str, int]:
-        rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._query,
+        rows = await self._reads.run(
+            self._query,
             "SELECT backend, count(*) FROM dead_letters GROUP BY backend", ())
         return dict(rows)
 
@@ -68,10 +67,9 @@ class SqliteDeadLetterCommands:
 
     async def queues(self) -> dict[str, int]:
         """Every backend with a cursor in this spool (configured or not) and its queue depth."""
-        rows = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._query, "SELECT backend, position FROM cursors", ())
-        last = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, self._query,
+        rows = await self._reads.run(self._query, "SELECT backend, position FROM cursors", ())
+        last = await self._reads.run(
+            self._query,
             "SELECT seq FROM sqlite_sequence WHERE name = 'events'", ())
         top = last[0][0] if last else 0
         return {backend: max(0, top - position) for backend, position in rows}

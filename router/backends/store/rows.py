@@ -3,36 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import orjson
 
+from ...event import iso_z
 
-class Row(NamedTuple):
-    """One event as stored; ``data`` is already JSON text. The first eight fields are the
-    table's columns in order, ``received_at`` as SQLite stores it (``iso_z``'s spelling), so
-    the SQLite store binds ``row[:8]`` as is; PostgreSQL takes the datetime, the ninth.
 
-    A named tuple, not a dataclass: the store makes one per event, and a dataclass's
-    ``__init__`` sets each of nine fields in Python (bench/README.md, "the delivery role's
-    commits")."""
+@dataclass(slots=True)
+class Row:
+    """One event as stored; ``data`` is already JSON text. Not changed once made (not frozen:
+    a frozen dataclass's __init__ costs ~4 times as much, and the store makes one per event)."""
 
     uuid: str
-    received_at_text: str
+    received_at: datetime
     event: str
     source: str
     distinct_id: str | None
     version: str | None
     data: str
-    profile: str | None  # the source profile that mapped it: replay gives it back
-    received_at: datetime
+    profile: str | None = None  # the source profile that mapped it: replay gives it back
+    # ``received_at`` as ``iso_z`` spells it, when the event carried it so already: what the
+    # SQLite store writes (None: formatted from ``received_at``).
+    received_at_iso: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``dry-run`` shows it."""
         return {
             "uuid": self.uuid,
-            "received_at": self.received_at_text,
+            "received_at": iso_z(self.received_at),
             "event": self.event,
             "source": self.source,
             "distinct_id": self.distinct_id,

@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +15,6 @@ from ...event import iso_z
 from .rows import Row
 
 T = TypeVar("T")
-_COLUMNS = itemgetter(0, 1, 2, 3, 4, 5, 6, 7)  # a row's columns as a tuple, in C
 PRUNE_CHUNK = 5000  # rows per DELETE, so a big first retention pass never holds the lock long
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000
 
@@ -116,12 +114,23 @@ class SqliteStore:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # A row's first eight fields are the columns, in this order (rows.Row).
             conn.executemany(
                 f'INSERT OR IGNORE INTO "{self.table}" '
                 "(uuid, received_at, event, source, distinct_id, version, data, profile) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                map(_COLUMNS, rows),
+                [
+                    (
+                        r.uuid,
+                        r.received_at_iso or iso_z(r.received_at),
+                        r.event,
+                        r.source,
+                        r.distinct_id,
+                        r.version,
+                        r.data,
+                        r.profile,
+                    )
+                    for r in rows
+                ],
             )
             conn.execute("COMMIT")
         except BaseException:
