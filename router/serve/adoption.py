@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import functools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -37,10 +37,14 @@ class Adoption:
     """Worker ``index`` of ``count``: finds, drains and deletes the files it inherits."""
 
     def __init__(self, config: Config, index: int, count: int, metrics: Metrics, *,
-                 every: bool = False) -> None:
-        """``every``: adopt every former worker's file (the delivery process does)."""
+                 every: bool = False, current: Callable[[], Config] | None = None) -> None:
+        """``every``: adopt every former worker's file (the delivery process does).
+        ``current``: where the config in force is read before each look for files, so a file
+        adopted after a reload goes to the reloaded backends (an inline worker's router; the
+        delivery process sets ``config`` itself after its reload)."""
         self.config, self.index, self.count, self.metrics = config, index, count, metrics
         self.every = every
+        self._current = current
         # The caller's own delivery's: an adopted file's sends count against each backend's
         # `concurrency` with the rest (delivery.SendLimits).
         self.limits: SendLimits | None = None
@@ -70,6 +74,8 @@ class Adoption:
 
     async def _scan(self) -> None:
         while not self._stopping.is_set():
+            if self._current is not None:
+                self.config = self._current()
             for index, path in shard_files(self.config.spool.path).items():
                 if not self.mine(index) or index in self.draining:
                     continue
@@ -136,7 +142,8 @@ def install(app: web.Application, index: int, count: int) -> None:
     router = app[ROUTER]
     if router.config.spool.type != "sqlite":
         return
-    adoption = Adoption(router.config, index, count, router.metrics)
+    adoption = Adoption(router.config, index, count, router.metrics,
+                        current=lambda: router.config)
     stopping: list[asyncio.Task[None]] = []
 
     async def begin_stop(_app: web.Application) -> None:

@@ -225,6 +225,32 @@ async def test_a_file_locked_by_another_process_is_not_adopted_until_released(tm
         await adoption.stop()
 
 
+async def test_a_file_adopted_after_a_reload_goes_to_the_reloaded_backends(tmp_path):
+    # An inline worker's adoption reads the config in force before each look for files
+    # (serve/adoption.py, install): the backends of its start may have been reloaded since.
+    started, reloaded = config_for(tmp_path), loads(
+        config_text(tmp_path).replace("out.jsonl", "reloaded.jsonl"))
+    shard = tmp_path / "spool-1.db"
+    queued = await fill(shard, 4)
+    still_stopping = ShardLock(str(shard))  # its worker is still stopping: not adopted yet
+    assert still_stopping.try_acquire()
+    now = [started]
+    adoption = Adoption(started, 0, 1, Metrics(), current=lambda: now[0])
+    adoption.start()
+    try:
+        await asyncio.sleep(0.1)  # a look with the first config
+        assert adoption.draining == {}
+        now[0] = reloaded  # the reload
+        still_stopping.release()
+        await until(lambda: not shard.exists())
+    finally:
+        await adoption.stop()
+    assert delivered(tmp_path) == []
+    out = tmp_path / "reloaded.jsonl"
+    assert sorted(json.loads(line)["uuid"] for line in out.read_text().splitlines()) \
+        == sorted(queued)
+
+
 # -- admin commands over every file ------------------------------------------------------------
 
 
