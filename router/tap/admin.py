@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from ..conditions import Condition
-from .hub import PIPELINE, TAP, Subscriber, dumps_notice
+from .hub import CHECK_READER, PIPELINE, TAP, Subscriber, dumps_notice
 from .proxy import close_proxies, proxy
 
 Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
@@ -82,14 +82,21 @@ async def serve_tap(request: web.Request, backends: Collection[str],
     TAP.subscribe(subscriber)
     queue = subscriber.queue
     sent, reported, ending = 0, 0, False
+    quiet = 0.0  # seconds since the last line written
     try:
         while sent < limit and not ending:
             try:
-                async with asyncio.timeout(KEEPALIVE):
+                async with asyncio.timeout(CHECK_READER):
                     first = await queue.get()
             except TimeoutError:
-                await response.write(b"\n")
+                if request.transport is None or request.transport.is_closing():
+                    break  # the reader left
+                quiet += CHECK_READER
+                if quiet >= KEEPALIVE:
+                    await response.write(b"\n")
+                    quiet = 0.0
                 continue
+            quiet = 0.0
             # Under load many lines wait: one write for all of them, not one per event.
             lines = [first]
             while len(lines) < limit - sent and not queue.empty():

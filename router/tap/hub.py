@@ -18,6 +18,10 @@ from ..event import Event
 
 PIPELINE = ""  # the stage name of events after the global pipeline (a backend's is its name)
 QUEUE_EVENTS = 1000  # per subscriber: what may wait for a slow reader before drops begin
+# Seconds between two looks, while no event comes, at whether a tap's reader left: until then
+# its subscriber makes every published batch do work, and aiohttp cancels no handler whose
+# client left (the stream and its relay both look, router/tap/admin.py and proxy.py).
+CHECK_READER = 0.5
 
 Predicate = Callable[[Event], bool]
 

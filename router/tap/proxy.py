@@ -9,11 +9,14 @@ that cannot be reached (restarting) is a 503 after a short connect timeout, neve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import aiohttp
 import orjson
 from aiohttp import web
+
+from .hub import CHECK_READER
 
 TAP_PATH = "/tap"
 CONNECT_TIMEOUT = 2.0  # seconds: a restarting delivery process must not hold the client
@@ -48,14 +51,31 @@ async def proxy(request: web.Request, socket_path: str,
             await response.prepare(request)
             _open.add(upstream)
             try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
+                await _copy(request, upstream, response)
             except (ConnectionError, aiohttp.ClientError):
                 pass  # either side left; leaving the block closes the upstream
             finally:
                 _open.discard(upstream)
             return response
+
+
+async def _copy(request: web.Request, upstream: aiohttp.ClientResponse,
+                response: web.StreamResponse) -> None:
+    """Copy the upstream's bytes as they arrive, until it ends or the client leaves: checked
+    every ``CHECK_READER`` seconds while nothing arrives, not only at the next keepalive line,
+    since the delivery process's subscriber stays until this closes the upstream."""
+    while True:
+        try:
+            async with asyncio.timeout(CHECK_READER):
+                chunk = await upstream.content.readany()
+        except TimeoutError:
+            if request.transport is None or request.transport.is_closing():
+                return
+            continue
+        if not chunk:  # the end of the stream
+            await response.write_eof()
+            return
+        await response.write(chunk)
 
 
 def close_proxies() -> None:
