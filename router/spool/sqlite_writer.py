@@ -262,27 +262,13 @@ class SpoolWriter:
         # A checkpoint copies the WAL into the main file, which may grow by as much: keep the
         # WAL within half the reserve, so freeing the reserve always covers one more
         # checkpoint, and truncate it back after each (spool/diskspace.py).
-        #
-        # Where two processes share the file, the delivery role checkpoints at half that
-        # size, after one of its own commits: a checkpoint (page copies and an fsync of the
-        # main file) then never runs inside an ingest commit that clients wait on. The ingest
-        # role's threshold stays the bound for when the delivery process is away.
-        page = conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute(f"PRAGMA wal_autocheckpoint = {self._checkpoint_pages(page)}")
-        if self._disk.reserve > 0:
-            self._disk.wal_max = self._wal_pages(page) * page
-            conn.execute(f"PRAGMA journal_size_limit = {self._disk.reserve}")
-
-    def _wal_pages(self, page_size: int) -> int:
-        """The WAL's bound in pages: half the reserve, at most SQLite's default of 1,000."""
         if self._disk.reserve <= 0:
-            return 1000
-        return max(64, min(1000, self._disk.reserve // 2 // page_size))
-
-    def _checkpoint_pages(self, page_size: int) -> int:
-        """The WAL size in pages at which this role's commits checkpoint it."""
-        pages = self._wal_pages(page_size)
-        return pages // 2 if self.role == "delivery" else pages
+            return
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = max(64, min(1000, self._disk.reserve // 2 // page))  # 1000: SQLite's default
+        conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+        self._disk.wal_max = pages * page
+        conn.execute(f"PRAGMA journal_size_limit = {self._disk.reserve}")
 
     def _chunk_end(self, conn: sqlite3.Connection, first: int, last: int) -> int:
         """The last id of a compaction chunk from ``first``: at most ``last``, and rows of at

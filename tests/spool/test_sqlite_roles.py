@@ -204,16 +204,3 @@ def test_only_the_ingest_side_syncs_each_commit(path):
     assert SqliteSpool(path, role="ingest")._synchronous() == "FULL"
     assert SqliteSpool(path, role="both")._synchronous() == "FULL"
     assert SqliteSpool(path, role="delivery")._synchronous() == "NORMAL"
-
-
-def test_the_delivery_side_checkpoints_before_the_ingest_side_would(path):
-    # A checkpoint runs inside the commit that crosses the threshold: the delivery side's
-    # commits cross it first, so no ingest commit that clients wait on copies the WAL back;
-    # with the delivery process away the ingest side's bound still holds.
-    for reserve in (0, 8 * 1024 * 1024, 256 * 1024):
-        ingest = SqliteSpool(path, role="ingest", reserve=reserve)
-        delivery = SqliteSpool(path, role="delivery", reserve=reserve)
-        assert delivery._checkpoint_pages(4096) == ingest._checkpoint_pages(4096) // 2
-        assert ingest._checkpoint_pages(4096) == ingest._wal_pages(4096)
-        assert SqliteSpool(path, role="both", reserve=reserve)._checkpoint_pages(4096) \
-            == ingest._checkpoint_pages(4096)
