@@ -87,7 +87,11 @@ class SqliteSpool(SpoolWriter, SqliteDeadLetterCommands):
         self.dead_letter_id_base = dead_letter_id_base
         self.max_size = max_size
         self.when_full = when_full
-        self.synchronous = synchronous
+        # The delivery role's commits (cursors, dead letters, compaction) ride on the ingest
+        # role's next fsync of the same WAL, which is recovered as a prefix: an OS crash takes
+        # back cursor moves (a redelivery), never an acknowledged event; their own fsyncs held
+        # the write lock every ingest commit waits for (docs/deploy.md, "One spool file").
+        self.synchronous = "NORMAL" if role == "delivery" else synchronous
         self.used_bytes = 0
         self._measured_at = 0.0
         self.last_id = 0

@@ -107,7 +107,7 @@ class SpoolWriter:
             # auto_vacuum must be chosen before the first table exists.
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous()}")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             self._bound_wal(conn)
             conn.executescript(_SCHEMA)
             conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'dead_letters', ? "
@@ -239,16 +239,6 @@ class SpoolWriter:
             with contextlib.suppress(OSError):  # a full pipe: the reader has bytes to read
                 os.write(self.wake_fd, b"\0")
         self._resolve(work, None, notify=appended)
-
-    def _synchronous(self) -> str:
-        """The connection's ``synchronous`` level. The delivery role's commits (cursor moves,
-        dead letters, compaction) are made durable by the ingest role's next fsync of the same
-        WAL, not by one of their own: the WAL is written in order and recovered as a prefix
-        (each frame's checksum chains the ones before), so what an OS crash can take from them
-        is a suffix of cursor moves, i.e. a redelivery, never an acknowledged event. Their own
-        fsyncs held the file's write lock that every ingest commit waits for
-        (bench/README.md, "the delivery role's commits")."""
-        return "NORMAL" if self.role == "delivery" else self.synchronous
 
     def _out_of_space(self, exc: sqlite3.Error) -> bool:
         if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:

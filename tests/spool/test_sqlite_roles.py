@@ -201,6 +201,6 @@ def test_only_the_ingest_side_syncs_each_commit(path):
     # next fsync of the same WAL: their own held the write lock every ingest commit waits for.
     # A kill -9 of the delivery process still loses none of them (tests/serve/
     # test_delivery_process.py: at most the batches in flight are sent twice).
-    assert SqliteSpool(path, role="ingest")._synchronous() == "FULL"
-    assert SqliteSpool(path, role="both")._synchronous() == "FULL"
-    assert SqliteSpool(path, role="delivery")._synchronous() == "NORMAL"
+    assert SqliteSpool(path, role="ingest").synchronous == "FULL"
+    assert SqliteSpool(path, role="both").synchronous == "FULL"
+    assert SqliteSpool(path, role="delivery").synchronous == "NORMAL"
