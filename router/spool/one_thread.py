@@ -55,13 +55,10 @@ class OneThread:
             except BaseException as exc:  # handed to the awaiting task, as an executor does
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one waits
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(settle, future, result, error)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # cancelled: its waiter went away
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Resolve ``future`` on its loop, unless its waiter was cancelled (a client that left)."""
+    if not future.done():
+        future.set_exception(error) if error is not None else future.set_result(result)

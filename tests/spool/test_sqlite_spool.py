@@ -121,3 +121,28 @@ async def test_a_drained_backlog_gives_its_space_back_down_to_the_pages_kept_for
         await asyncio.sleep(0.05)
     await spool.close()
     assert os.path.getsize(path) <= 2048 * 4096 + 64 * 4096  # the free pages it keeps, a few
+
+
+@pytest.mark.parametrize("sizes", [[700] * 50, [20_000] * 50, [700, 90_000, 700, 300] * 12])
+async def test_a_compaction_chunk_is_the_longest_run_of_rows_within_a_quarter_reserve(
+        path, sizes):
+    # Whole when it fits (found with a plain sum), else cut by the running sum: either way the
+    # longest run from the first row whose bytes stay within the bound.
+    reserve = 256 * 1024
+    spool = SqliteSpool(path, reserve=reserve)
+    await spool.open(["a"])
+    await spool.append([b"x" * n for n in sizes])
+    await spool.close()
+    bound = max(64 * 1024, reserve // 4)
+    conn = sqlite3.connect(path)
+    try:
+        for first, last in ((1, len(sizes)), (5, 30), (len(sizes), len(sizes))):
+            run, expected = 0, first
+            for i in range(first, last + 1):
+                run += sizes[i - 1] + 64
+                if run > bound:
+                    break
+                expected = i
+            assert spool._chunk_end(conn, first, last) == expected, (first, last)
+    finally:
+        conn.close()
