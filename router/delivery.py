@@ -211,7 +211,7 @@ class Worker:
         corrupt: list[tuple[Entry, str]] = []
         if self._spooled:
             bodies = [_as_bytes(entry.body) for entry in entries]
-            if as_to_json_writes(bodies):
+            if self.backend.decodes_spooled or as_to_json_writes(bodies):
                 pending = list(zip(entries, bodies, strict=True))  # all as to_json writes them
             else:
                 for entry, body in zip(entries, bodies, strict=True):

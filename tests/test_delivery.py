@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from support import until
 
 from router.backends.base import SendResult
+from router.backends.store import StoreBackend, StoreOptions
 from router.config.loader import loads
 from router.delivery import SendLimits, Worker, backoff
 from router.event import Event
@@ -235,6 +237,33 @@ async def test_a_webhook_gets_spooled_bytes_and_a_corrupt_entry_is_dead_lettered
         await worker.stop(1)
         await backend.aclose()
         await server.close()
+
+
+async def test_a_store_decodes_spooled_bytes_itself_and_a_corrupt_entry_is_dead_lettered_alone(
+        spool, tmp_path):
+    # No framing check before a store (it decodes each body anyway): a damaged row is still
+    # refused alone, by index, and the rows around it stored.
+    sent = await put(spool, 2)
+    await spool.append([b'{"uuid":"truncated', b'{"event":"x","uuid":"y"}'])
+    sent += await put(spool, 2)
+    backend = StoreBackend("test", StoreOptions(url=f"sqlite:///{tmp_path}/archive.db"))
+    worker = await run_worker(spool, backend)
+    assert worker._spooled and backend.decodes_spooled
+
+    async def both_dead() -> bool:
+        return len(await spool.dead_letters("test", 10)) == 2
+
+    try:
+        await until(both_dead)
+        await until(lambda: worker.health.last_success is not None)
+        letters = await spool.dead_letters("test", 10)
+        assert all("undecodable spool entry" in letter.reason for letter in letters)
+        with sqlite3.connect(tmp_path / "archive.db") as db:
+            stored = {row[0] for row in db.execute("SELECT uuid FROM beacons")}
+        assert stored == {e.uuid for e in sent}
+    finally:
+        await worker.stop(1)
+        await backend.aclose()
 
 
 async def test_workers_of_one_backend_on_two_spools_share_its_concurrency(tmp_path):

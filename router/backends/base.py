@@ -89,6 +89,9 @@ class Backend:
     # Whether ``send_spooled`` takes events as the spool holds them (their JSON, undecoded);
     # a backend may decide per instance, from its options.
     sends_spooled: bool = False
+    # Whether ``send_spooled`` decodes each body itself and refuses, by index, one that is no
+    # event's JSON: then delivery need not check a batch's framing first.
+    decodes_spooled: bool = False
     # Whether ``migrate`` has tables to create (stores).
     has_tables: ClassVar[bool] = False
 

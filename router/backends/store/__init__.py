@@ -110,8 +110,9 @@ class StoreBackend(Backend):
         self._columns = (split_path(options.distinct_id), split_path(options.version))
         self._migrated = False
         self._next_prune = 0.0  # monotonic time; 0 = prune on the first send
-        # A row is read off the event's JSON as spooled: no Event made on the way.
-        self.sends_spooled = True
+        # A row is read off the event's JSON as spooled: no Event made on the way; a body
+        # that is no event's JSON is refused by index (row_of_json).
+        self.sends_spooled = self.decodes_spooled = True
 
     @property
     def table(self) -> str:
