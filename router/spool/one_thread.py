@@ -27,11 +27,13 @@ class OneThread:
     def __init__(self, name: str) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._started = False
+        self._started = self._shut = False
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``fn(*args)`` on the thread; await the result (or its exception). Cancelling the
         future does not stop a call already running, as with ``run_in_executor``."""
+        if self._shut:  # as an executor refuses: nothing would ever answer
+            raise RuntimeError(f"{self._thread.name}: run() after shutdown()")
         if not self._started:
             self._started = True
             self._thread.start()
@@ -43,6 +45,7 @@ class OneThread:
     def shutdown(self) -> None:
         """Finish the calls asked for, then stop the thread (blocking: call it off the loop,
         or once nothing is queued)."""
+        self._shut = True
         if self._started:
             self._calls.put(None)
             self._thread.join()

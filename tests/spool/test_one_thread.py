@@ -63,5 +63,8 @@ async def test_a_cancelled_wait_leaves_the_call_to_finish_and_the_next_one_answe
         await asyncio.to_thread(thread.shutdown)
 
 
-def test_shutting_down_a_thread_never_started_returns_at_once():
-    OneThread("test-reads").shutdown()
+async def test_shutting_down_a_thread_never_started_returns_and_later_calls_are_refused():
+    thread = OneThread("test-reads")
+    thread.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        thread.run(len, "abc")
