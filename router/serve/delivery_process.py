@@ -51,7 +51,7 @@ from ..spool.sqlite import SqliteSpool
 from ..tap.admin import close_taps, serve_tap
 from ..tap.hub import TAP
 from ..tap.proxy import TAP_PATH
-from ..web.reload import Reloader
+from ..web.reload import Reloader, ReloadResult
 from ..web.state import Router, WorkerSlot, drop_counter
 from . import adoption, sdnotify
 
@@ -171,7 +171,7 @@ class DeliveryProcess:
         """Every file's backends, with the reload code an inline router runs; the verdict
         goes to the supervisor, which adds it to the ingest workers' (serve/sdnotify.py)."""
         try:
-            results = [await file.reloader.reload() for file in self.files]
+            results = await reload_together([file.reloader for file in self.files])
             ok = all(r.ok for r in results)
             errors = list(dict.fromkeys(e for r in results for e in r.errors))
             later = results[0].restart_required if results else []
@@ -275,6 +275,37 @@ class DeliveryProcess:
             m.dead_letters.labels(name).set(dead.get(name, 0))
         for name, age in oldest.items():
             m.spool_oldest_age.labels(name).set(age)
+
+
+async def reload_together(reloaders: list[Reloader]) -> list[ReloadResult]:
+    """Every spool file's reload at once, each starting its new workers only once every file's
+    leaving workers have stopped: the files share one limit per backend (delivery.SendLimits),
+    and file after file, a backend whose `concurrency` changed would briefly send under its
+    old limit in one file and its new limit in another."""
+    left, everyone = len(reloaders), asyncio.Event()
+
+    def arrived() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            everyone.set()
+
+    async def reload(reloader: Reloader) -> ReloadResult:
+        waited = False
+
+        async def between() -> None:
+            nonlocal waited
+            waited = True
+            arrived()
+            await everyone.wait()
+
+        try:
+            return await reloader.reload(between)
+        finally:
+            if not waited:  # refused, or nothing to restart: it must not hold the others
+                arrived()
+
+    return list(await asyncio.gather(*(reload(r) for r in reloaders)))
 
 
 def run(config: Config, slot: WorkerSlot, runner: Any) -> int:

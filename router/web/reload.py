@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -67,10 +68,13 @@ class Reloader:
         self.restart_required: list[str] = []  # pending since start, across reloads
         self._lock = asyncio.Lock()
 
-    async def reload(self) -> ReloadResult:
-        """Re-read the file the running config came from and apply it, or refuse it."""
+    async def reload(self, between: Callable[[], Awaitable[None]] | None = None
+                     ) -> ReloadResult:
+        """Re-read the file the running config came from and apply it, or refuse it.
+        ``between``: awaited once the changed backends' workers have stopped, before their new
+        ones start (the delivery process lines up its spool files there)."""
         async with self._lock:
-            result = await self._reload()
+            result = await self._reload(between)
         metrics = self.router.metrics
         if self.counted:
             metrics.reloads.labels("success" if result.ok else "failure").inc()
@@ -100,7 +104,7 @@ class Reloader:
         self.last = result
         return result
 
-    async def _reload(self) -> ReloadResult:
+    async def _reload(self, between: Callable[[], Awaitable[None]] | None) -> ReloadResult:
         router = self.router
         old = router.config
         refused = ReloadResult(ok=False, file=old.file)
@@ -157,6 +161,8 @@ class Reloader:
         leaving = {n: delivery.workers[n] for n in removed + changed if n in delivery.workers}
         await asyncio.gather(*(w.stop(effective.server.shutdown_timeout) for w in leaving.values()))
         await _close_all(w.backend for w in leaving.values())
+        if between is not None:
+            await between()
         workers = {n: w for n, w in delivery.workers.items() if n not in leaving}
         for name in added + changed:
             assert attach is not None

@@ -124,3 +124,39 @@ async def test_a_reload_to_concurrency_1_applies_to_every_file(receiver, tmp_pat
         assert router.terminate() == 0, router.logs()
     finally:
         router.stop()
+
+
+async def test_a_reload_never_lets_the_old_and_the_new_limit_send_at_once(receiver, tmp_path):
+    # Each spool file's old workers stop before any file's new ones start (delivery_process.
+    # reload_together): file after file, the new limit (1) of one file and the old (2) of the
+    # other could hold three requests open at once.
+    router = start(receiver, tmp_path, 2, "--delivery", "process")
+    try:
+        await router.wait_ready()
+        stop = asyncio.Event()
+        acked: list[str] = []
+
+        async def sender() -> None:
+            async with aiohttp.ClientSession() as http:
+                while not stop.is_set():
+                    await send_beacon(http, router.url, acked)
+
+        senders = [asyncio.create_task(sender()) for _ in range(8)]
+        await until(lambda: receiver.peak == 2, timeout=30)
+        (tmp_path / "router.yaml").write_text(CONFIG.format(port=receiver.port, concurrency=1))
+        os.kill(router.proc.pid, signal.SIGHUP)
+
+        def reloaded_files() -> int:
+            with open(router.log, encoding="utf-8") as fh:
+                return sum(1 for line in fh if '"config reloaded"' in line
+                           and '"role": "delivery"' in line)
+
+        await until(lambda: reloaded_files() >= 2, timeout=30)
+        await asyncio.sleep(0.5)  # the new workers send under the new limit for a while
+        stop.set()
+        await asyncio.gather(*senders)
+        await receiver.wait_for(set(acked))
+        assert receiver.peak == 2  # never 3, through the reload
+        assert router.terminate() == 0, router.logs()
+    finally:
+        router.stop()
