@@ -10,6 +10,10 @@
 # -- build: one wheel for every dependency, then one for the router, so the runtime stage
 #    installs offline and carries no compiler, no pip cache and no source tree.
 FROM python:3.11.14-slim-bookworm AS build
+# A C compiler for router/_speedups.c (setup.py), in this stage only: the runtime stage gets the
+# compiled wheel.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # 1. Dependency wheels from pyproject.toml and constraints.txt alone: this layer is rebuilt when
 #    the dependencies change, not when the code does. (A stub package lets pip read the
@@ -19,7 +23,7 @@ RUN mkdir router && touch router/__init__.py README.md LICENSE \
     && pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".[fast,postgres,redis]" \
     && rm /wheels/beacon_router-*.whl && rm -r router README.md LICENSE
 # 2. The router's own wheel, without touching the dependencies.
-COPY README.md LICENSE ./
+COPY README.md LICENSE setup.py ./
 COPY router ./router
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 

@@ -7,8 +7,10 @@ CONFIG ?= config/router.yaml
 .PHONY: run test lint check bench clean constraints
 
 # The versions in constraints.txt, so every install (here, CI, the Dockerfile) is the same.
-# The test extra brings the postgres and redis extras: the suite runs against both.
-$(BIN)/beacon-router: pyproject.toml constraints.txt
+# The test extra brings the postgres and redis extras: the suite runs against both. The editable
+# install also builds router/_speedups.c in place with the machine's C compiler (setup.py; without
+# one the install goes on and the pure-Python twins run).
+$(BIN)/beacon-router: pyproject.toml constraints.txt setup.py router/_speedups.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,fast]'
@@ -35,4 +37,4 @@ constraints: $(BIN)/beacon-router
 	PIP=$(BIN)/pip .ci/constraints
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache router/*.so

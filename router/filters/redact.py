@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from ..event import _MISSING, Event, get_path, split_path
+from ..speedups import speedups
 from .base import Filter, Options, register
 from .fields import FieldPath, replace_path
 
@@ -192,7 +193,7 @@ class Redact(Filter):
 _DOTTED_QUAD = re.compile(r"\.[^.]{0,12}\.[^.]{0,12}\.")
 
 
-def nothing_to_redact(data: dict[str, Any]) -> bool:
+def nothing_to_redact_text(data: dict[str, Any]) -> bool:
     """True when no string in ``data`` can hold a built-in pattern; False means "maybe".
 
     Decided over the event's JSON text with a few scans in C, ~8 times cheaper on a typical
@@ -222,3 +223,9 @@ def nothing_to_redact(data: dict[str, Any]) -> bool:
     # two version strings, bench/README.md, "redact's dotted quads").
     return "." not in text or text.count(".") < 3 or _DOTTED_QUAD.search(text) is None
 
+
+# The C walk (router/_speedups.c) asks the same of the decoded values, without encoding them:
+# 22.6k → 6.3k instructions per beacon for the whole step (bench/README.md, "Round six"). It
+# judges each string on its own, so it says "maybe" less often than the text can.
+nothing_to_redact: Callable[[Any], bool] = (
+    speedups.nothing_to_redact if speedups is not None else nothing_to_redact_text)

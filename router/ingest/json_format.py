@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
+from ..speedups import speedups
 from .limits import Limits
 from .shape import as_events, too_deep
 
@@ -25,6 +26,8 @@ def decode(body: bytes, limits: Limits) -> list[dict[str, Any]]:
         raise BadRequest(
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    if speedups is not None:  # the depth walk in C: a third of the cost of the count below
+        return as_events(doc, limits, fmt="JSON")
     # Every level of nesting opens with one of these bytes, so their count bounds the depth:
     # a typical beacon has a handful and skips the depth walk altogether. (A large body will
     # be walked anyway, so the second scan is spared when the first already passes the limit.)

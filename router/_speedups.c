@@ -1,0 +1,191 @@
+/* router._speedups: two hot loops of the ingest path in C, each with a pure-Python twin that
+ * answers the same (the twin runs where no C compiler was there at install time: setup.py builds
+ * this module as optional; the suite tests both).
+ *
+ * - nothing_to_redact(data): redact's pre-check (filters/redact.py). Whether any string value
+ *   of a decoded event could hold one of the built-in patterns (an e-mail address, a URL, an
+ *   IPv4 or IPv6 address). The Python twin asks it of the event's JSON text with a dozen scans;
+ *   this walks the decoded values once, without encoding them, and asks each string what
+ *   `_NEEDS` asks (redact.py), more strictly for IPv4: three consecutive dots at most three
+ *   characters apart, as a dotted quad's are. Anything it does not know (a subclass, a tuple,
+ *   nesting deeper than MAX_DEPTH) is answered "maybe", and the filter walks.
+ * - exceeds_depth(doc, max_depth): the ingest depth bound (ingest/shape.py).
+ *
+ * Both only read: no Python code runs during a walk (values only, never a key's __eq__ or
+ * __hash__; exact type checks), so the containers cannot change under it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define MAX_DEPTH 64   /* nothing_to_redact's walk; deeper: "maybe" */
+#define MAX_LIMIT 1000 /* exceeds_depth's largest max_depth (the C stack bounds the recursion) */
+#define MAYBE 0
+#define CLEAN 1
+
+/* One string's characters, by width. A string is CLEAN when it holds no "@", no "://", no "::",
+ * fewer than seven colons, and no three consecutive dots with at most three characters between
+ * each (an octet is one to three digits, and each `\d` is one character). */
+#define SCAN(TYPE)                                                                  \
+    do {                                                                            \
+        const TYPE *p = (const TYPE *)data;                                         \
+        for (Py_ssize_t i = 0; i < n; i++) {                                        \
+            Py_UCS4 c = p[i];                                                       \
+            if (c > '@' || c < '.')                                                 \
+                continue;                                                           \
+            if (c == '@')                                                           \
+                return MAYBE;                                                       \
+            if (c == ':') {                                                         \
+                if (++colons >= 7)                                                  \
+                    return MAYBE;                                                   \
+                if (i + 1 < n && p[i + 1] == ':')                                   \
+                    return MAYBE;                                                   \
+                if (i + 2 < n && p[i + 1] == '/' && p[i + 2] == '/')                \
+                    return MAYBE;                                                   \
+            }                                                                       \
+            else if (c == '.') {                                                    \
+                if (i - dot1 <= 4 && dot1 - dot2 <= 4)                              \
+                    return MAYBE;                                                   \
+                dot2 = dot1;                                                        \
+                dot1 = i;                                                           \
+            }                                                                       \
+        }                                                                           \
+    } while (0)
+
+static int
+string_is_clean(PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n < 3) /* the shortest match of any pattern, "::1", has three characters */
+        return CLEAN;
+    const void *data = PyUnicode_DATA(s);
+    Py_ssize_t colons = 0, dot1 = -100, dot2 = -100; /* the last two dots' positions */
+    switch (PyUnicode_KIND(s)) {
+    case PyUnicode_1BYTE_KIND:
+        SCAN(Py_UCS1);
+        break;
+    case PyUnicode_2BYTE_KIND:
+        SCAN(Py_UCS2);
+        break;
+    default:
+        SCAN(Py_UCS4);
+        break;
+    }
+    return CLEAN;
+}
+
+static int value_is_clean(PyObject *value, int depth);
+
+static int
+container_is_clean(PyObject *node, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return MAYBE;
+    if (PyDict_CheckExact(node)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(node, &pos, &key, &value))
+            if (!value_is_clean(value, depth))
+                return MAYBE;
+        return CLEAN;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(node);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!value_is_clean(PyList_GET_ITEM(node, i), depth))
+            return MAYBE;
+    return CLEAN;
+}
+
+static int
+value_is_clean(PyObject *value, int depth)
+{
+    if (PyUnicode_CheckExact(value))
+        return string_is_clean(value);
+    if (PyDict_CheckExact(value) || PyList_CheckExact(value))
+        return container_is_clean(value, depth + 1);
+    if (value == Py_None || PyBool_Check(value) || PyLong_CheckExact(value) ||
+        PyFloat_CheckExact(value))
+        return CLEAN;
+    return MAYBE;
+}
+
+static PyObject *
+nothing_to_redact(PyObject *Py_UNUSED(module), PyObject *data)
+{
+    if (!PyDict_CheckExact(data) && !PyList_CheckExact(data))
+        Py_RETURN_FALSE;
+    if (container_is_clean(data, 0))
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+/* Whether dicts and lists nest deeper than `limit` levels below `node`, which is at level 1. */
+static int
+deeper_than(PyObject *node, int limit)
+{
+    if (limit <= 0)
+        return 1;
+    if (PyDict_CheckExact(node)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(node, &pos, &key, &value))
+            if ((PyDict_CheckExact(value) || PyList_CheckExact(value)) &&
+                deeper_than(value, limit - 1))
+                return 1;
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(node);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(node, i);
+        if ((PyDict_CheckExact(item) || PyList_CheckExact(item)) && deeper_than(item, limit - 1))
+            return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+exceeds_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "exceeds_depth(doc, max_depth)");
+        return NULL;
+    }
+    PyObject *doc = args[0];
+    long max_depth = PyLong_AsLong(args[1]);
+    if (max_depth == -1 && PyErr_Occurred())
+        return NULL;
+    /* The C stack bounds the recursion: the limits allow at most a few hundred levels. */
+    if (max_depth < 1 || max_depth > MAX_LIMIT) {
+        PyErr_Format(PyExc_ValueError, "max_depth must be 1 to %d", MAX_LIMIT);
+        return NULL;
+    }
+    if (!PyDict_CheckExact(doc) && !PyList_CheckExact(doc)) {
+        PyErr_SetString(PyExc_TypeError, "doc must be a dict or a list");
+        return NULL;
+    }
+    if (deeper_than(doc, (int)max_depth))
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef methods[] = {
+    {"nothing_to_redact", nothing_to_redact, METH_O,
+     "True when no string value inside `data` (a dict or list) can hold a built-in redact "
+     "pattern; False means maybe."},
+    {"exceeds_depth", (PyCFunction)(void (*)(void))exceeds_depth, METH_FASTCALL,
+     "Whether dicts and lists in `doc` nest more than `max_depth` levels (`doc` is level 1)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "router._speedups",
+    .m_doc = "Two hot loops of the ingest path in C; each has a pure-Python twin.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}
