@@ -1,4 +1,4 @@
-/* router._speedups: two hot loops of the ingest path in C, each with a pure-Python twin that
+/* router._speedups: three hot loops of the ingest path in C, each with a pure-Python twin that
  * answers the same (the twin runs where no C compiler was there at install time: setup.py builds
  * this module as optional; the suite tests both).
  *
@@ -10,6 +10,9 @@
  *   characters apart, as a dotted quad's are. Anything it does not know (a subclass, a tuple,
  *   nesting deeper than MAX_DEPTH) is answered "maybe", and the filter walks.
  * - exceeds_depth(doc, max_depth): the ingest depth bound (ingest/shape.py).
+ * - floor_utc_text(text, step): round_time's common case (filters/round_time.py), a timestamp
+ *   written `YYYY-MM-DDTHH:MM:SSZ`, floored to `step` seconds (a divisor of a day); None for any
+ *   other text, or a date or time that datetime.fromisoformat would refuse.
  *
  * Both only read: no Python code runs during a walk (values only, never a key's __eq__ or
  * __hash__; exact type checks), so the containers cannot change under it.
@@ -167,19 +170,84 @@ exceeds_depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     Py_RETURN_FALSE;
 }
 
+static int
+two_digits(const Py_UCS1 *p, int *out)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+        return 0;
+    *out = (p[0] - '0') * 10 + (p[1] - '0');
+    return 1;
+}
+
+static int
+days_in_month(int year, int month)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0))
+        return 29;
+    return days[month - 1];
+}
+
+static PyObject *
+floor_utc_text(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "floor_utc_text(text, step)");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    long step = PyLong_AsLong(args[1]);
+    if (step == -1 && PyErr_Occurred())
+        return NULL;
+    if (step < 1 || 86400 % step != 0) {
+        PyErr_SetString(PyExc_ValueError, "step must divide a day (86,400 seconds)");
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(text) || PyUnicode_GET_LENGTH(text) != 20 ||
+        !PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(text);
+    int century, year2, month, day, hour, minute, second;
+    if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' ||
+        p[19] != 'Z' || !two_digits(p, &century) || !two_digits(p + 2, &year2) ||
+        !two_digits(p + 5, &month) || !two_digits(p + 8, &day) ||
+        !two_digits(p + 11, &hour) || !two_digits(p + 14, &minute) ||
+        !two_digits(p + 17, &second))
+        Py_RETURN_NONE;
+    int year = century * 100 + year2;
+    if (year < 1 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
+        hour > 23 || minute > 59 || second > 59)
+        Py_RETURN_NONE;
+    long s = hour * 3600L + minute * 60L + second;
+    s -= s % step;
+    int parts[3] = {(int)(s / 3600), (int)(s / 60 % 60), (int)(s % 60)};
+    char out[20];
+    memcpy(out, p, 10); /* the date, as written */
+    out[10] = 'T';
+    for (int i = 0; i < 3; i++) { /* HH:MM:SS at 11, 14 and 17 */
+        out[11 + 3 * i] = (char)('0' + parts[i] / 10);
+        out[12 + 3 * i] = (char)('0' + parts[i] % 10);
+        out[13 + 3 * i] = i < 2 ? ':' : 'Z';
+    }
+    return PyUnicode_FromStringAndSize(out, 20);
+}
+
 static PyMethodDef methods[] = {
     {"nothing_to_redact", nothing_to_redact, METH_O,
      "True when no string value inside `data` (a dict or list) can hold a built-in redact "
      "pattern; False means maybe."},
     {"exceeds_depth", (PyCFunction)(void (*)(void))exceeds_depth, METH_FASTCALL,
      "Whether dicts and lists in `doc` nest more than `max_depth` levels (`doc` is level 1)."},
+    {"floor_utc_text", (PyCFunction)(void (*)(void))floor_utc_text, METH_FASTCALL,
+     "`YYYY-MM-DDTHH:MM:SSZ` floored to `step` seconds (a divisor of a day); None for other "
+     "text."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "router._speedups",
-    .m_doc = "Two hot loops of the ingest path in C; each has a pure-Python twin.",
+    .m_doc = "Hot loops of the ingest path in C; each has a pure-Python twin.",
     .m_size = -1,
     .m_methods = methods,
 };

@@ -1,6 +1,8 @@
 # router/_speedups.c, built by setup.py where a C compiler is; each function has a pure-Python
-# twin: filters/redact.py nothing_to_redact_text, ingest/shape.py exceeds_depth_walk.
+# twin: filters/redact.py nothing_to_redact_text, ingest/shape.py exceeds_depth_walk,
+# filters/round_time.py RoundTime._floor_utc_text.
 from typing import Any
 
 def nothing_to_redact(data: Any, /) -> bool: ...
 def exceeds_depth(doc: dict[str, Any] | list[Any], max_depth: int, /) -> bool: ...
+def floor_utc_text(text: object, step: int, /) -> str | None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from router.filters import Pipeline
 from router.filters.fields import Drop, FieldsOptions
 from router.filters.round_time import RoundTime, RoundTimeOptions, parse_time
 from router.filters.wildcard import expand
+from router.speedups import _built
 
 STEPS = ["1s", "1m", "15m", "1h", "6h", "1d"]
 
@@ -45,6 +47,45 @@ def test_round_time_of_utc_text_equals_the_datetime_path(moment: datetime, to: s
 def test_round_time_of_text_that_only_looks_like_a_time(value: str, to: str) -> None:
     round_time = RoundTime(RoundTimeOptions(to=to))  # type: ignore[arg-type]
     assert round_time.floor(value) == _general_floor(round_time, value)
+
+
+def _c_and_python_floor(value: str, to: str) -> tuple[str | None, str | None]:
+    """round_time's common-text floor in C (router/_speedups.c) and in Python, side by side."""
+    round_time = RoundTime(RoundTimeOptions(to=to))  # type: ignore[arg-type]
+    python = None
+    if len(value) == 20 and value[19] == "Z" and value.isascii():
+        python = round_time._floor_utc_text(value)
+    return _built.floor_utc_text(value, round_time._seconds), python
+
+
+@settings(max_examples=400)
+@given(moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+       to=st.sampled_from(STEPS),
+       noise=st.text(alphabet="0123456789-T:Z ٣x", min_size=20, max_size=20))
+def test_round_time_in_c_floors_as_the_python_twin(moment: datetime, to: str, noise: str) -> None:
+    if _built is None:
+        pytest.skip("router/_speedups.c not built")
+    value = moment.strftime("%Y-%m-%dT%H:%M:%SZ").rjust(20, "0")
+    c, python = _c_and_python_floor(value, to)
+    assert c == python == _general_floor(RoundTime(RoundTimeOptions(to=to)), value)  # type: ignore[arg-type]
+    c, python = _c_and_python_floor(noise, to)
+    assert c == python
+
+
+def test_round_time_in_c_refuses_what_is_not_the_common_text() -> None:
+    if _built is None:
+        pytest.skip("router/_speedups.c not built")
+    for other in (None, 1732752000, b"2025-11-28T10:00:00Z", "2025-11-28T10:00:00+00:00",
+                  "2025-11-28T10:00:00.5Z", "2025-11-28 10:00:00Z", "0000-01-01T00:00:00Z",
+                  "2024-02-29T10:00:00Z\n", "\uff12025-11-28T10:00:00Z"):
+        assert _built.floor_utc_text(other, 3600) is None, other
+    assert _built.floor_utc_text("2024-02-29T23:59:59Z", 86400) == "2024-02-29T00:00:00Z"
+    assert _built.floor_utc_text("2023-02-29T23:59:59Z", 60) is None  # not a leap year
+    assert _built.floor_utc_text("2000-02-29T23:59:59Z", 60) == "2000-02-29T23:59:00Z"
+    assert _built.floor_utc_text("1900-02-29T23:59:59Z", 60) is None
+    for bad_step in (0, -1, 7, 86401):
+        with pytest.raises(ValueError):
+            _built.floor_utc_text("2024-02-29T23:59:59Z", bad_step)
 
 
 def test_round_time_fast_path_refuses_what_parse_time_refuses() -> None:
