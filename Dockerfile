@@ -10,9 +10,9 @@
 # -- build: one wheel for every dependency, then one for the router, so the runtime stage
 #    installs offline and carries no compiler, no pip cache and no source tree.
 FROM python:3.11.14-slim-bookworm AS build
-# A C compiler for router/_speedups.c (setup.py), in this stage only: the runtime stage gets the
-# compiled wheel.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+# A C compiler and OpenSSL's headers for router/_speedups.c and router/_hmac.c (setup.py), in
+# this stage only: the runtime stage gets the compiled wheel (and has libcrypto, as Python does).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # 1. Dependency wheels from pyproject.toml and constraints.txt alone: this layer is rebuilt when

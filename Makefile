@@ -8,9 +8,9 @@ CONFIG ?= config/router.yaml
 
 # The versions in constraints.txt, so every install (here, CI, the Dockerfile) is the same.
 # The test extra brings the postgres and redis extras: the suite runs against both. The editable
-# install also builds router/_speedups.c in place with the machine's C compiler (setup.py; without
-# one the install goes on and the pure-Python twins run).
-$(BIN)/beacon-router: pyproject.toml constraints.txt setup.py router/_speedups.c
+# install also builds router/_speedups.c and router/_hmac.c in place with the machine's C compiler
+# (setup.py; without one, or without OpenSSL's headers, the pure-Python twins run).
+$(BIN)/beacon-router: pyproject.toml constraints.txt setup.py router/_speedups.c router/_hmac.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,fast]'

@@ -1,9 +1,13 @@
-"""router._speedups (router/_speedups.c), or None where it was not built or is switched off.
+"""The router's C modules, or None where they were not built or are switched off.
 
-setup.py builds it as optional: an install without a C compiler goes on without it, and each
-caller uses its function's pure-Python twin instead (filters/redact.py, ingest/shape.py).
-``BEACON_ROUTER_PURE_PYTHON=1`` leaves it unused, to run or test the twins on a machine that
-has it (README.md, "Quick start").
+- ``speedups``: router._speedups (router/_speedups.c), hot loops of the ingest path.
+- ``hmac``: router._hmac (router/_hmac.c), the hash filter's HMAC-SHA256 on OpenSSL.
+
+setup.py builds them as optional: an install without a C compiler (or OpenSSL's headers) goes on
+without them, and each caller uses its pure-Python twin instead (filters/redact.py,
+filters/round_time.py, filters/privacy.py, ingest/shape.py), with the same answers.
+``BEACON_ROUTER_PURE_PYTHON=1`` leaves them unused, to run or test the twins on a machine that
+has them (README.md, "Quick start").
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ try:
     from . import _speedups as _built
 except ImportError:  # built without a C compiler
     _built = None  # type: ignore[assignment]
+try:
+    from . import _hmac as _built_hmac
+except ImportError:  # built without a C compiler or OpenSSL's headers
+    _built_hmac = None  # type: ignore[assignment]
 
 PURE_PYTHON = os.environ.get("BEACON_ROUTER_PURE_PYTHON", "") not in ("", "0")
 speedups: ModuleType | None = None if PURE_PYTHON else _built
+hmac: ModuleType | None = None if PURE_PYTHON else _built_hmac

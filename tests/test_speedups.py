@@ -1,9 +1,12 @@
-"""router._speedups (router/_speedups.c) is built where CI runs, is used unless switched off,
-and its exceeds_depth answers as the pure-Python walk does. (Its redact pre-check is tested
-beside the filter: tests/filters/test_redact_pre_check.py.)"""
+"""The C modules (router/_speedups.c, router/_hmac.c) are built where CI runs and used unless
+switched off; exceeds_depth answers as the pure-Python walk does, the HMAC as Python's hmac.
+(The redact pre-check and round_time's floor are tested beside their filters:
+tests/filters/test_redact_pre_check.py, tests/filters/test_fast_paths.py.)"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import subprocess
 import sys
 from typing import Any
@@ -13,20 +16,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import IN_CI, REPO
 
+from router.event import Event
 from router.filters import redact
+from router.filters.privacy import Hash, HashOptions
 from router.ingest import shape
-from router.speedups import PURE_PYTHON, _built, speedups
+from router.speedups import PURE_PYTHON, _built, _built_hmac, speedups
+from router.speedups import hmac as c_hmac
 
 
-def test_the_c_module_is_built_in_ci_and_used() -> None:
-    # `make test` installs with a compiler there: a silent fallback would leave the C untested.
-    if _built is None:
-        if IN_CI:
-            pytest.fail("router/_speedups.c was not built; CI=true requires it")
-        pytest.skip("router/_speedups.c not built (no C compiler at install time)")
+def test_the_c_modules_are_built_in_ci_and_used() -> None:
+    # `make test` installs with a compiler and OpenSSL's headers there: a silent fallback
+    # would leave the C untested.
+    for name, built in (("_speedups", _built), ("_hmac", _built_hmac)):
+        if built is None:
+            if IN_CI:
+                pytest.fail(f"router/{name}.c was not built; CI=true requires it")
+            pytest.skip(f"router/{name}.c not built (no C compiler or headers at install time)")
     if not PURE_PYTHON:
-        assert speedups is _built
+        assert speedups is _built and c_hmac is _built_hmac
         assert redact.nothing_to_redact is _built.nothing_to_redact
+        assert Hash(HashOptions(fields=["x"], key="k" * 32))._keyed is not None  # type: ignore[arg-type]
 
 
 def test_pure_python_switches_it_off() -> None:
@@ -35,6 +44,44 @@ def test_pure_python_switches_it_off() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, text=True,
                          capture_output=True, env={"BEACON_ROUTER_PURE_PYTHON": "1"}).stdout
     assert out.split() == ["None", "nothing_to_redact_text"]
+
+
+_texts = st.text() | st.sampled_from(["", "é", "\U0001f600",
+                                      "5eed0000-0001-4a1e-9f3c-000000000001"])
+
+
+@given(key=st.binary(min_size=16, max_size=200), value=_texts | st.binary(max_size=300),
+       length=st.integers(1, 64))
+def test_the_c_hmac_is_hmac_sha256(key: bytes, value: str | bytes, length: int) -> None:
+    if _built_hmac is None:
+        pytest.skip("router/_hmac.c not built")
+    message = value.encode() if isinstance(value, str) else value
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()[:length]
+    assert _built_hmac.hexdigest(_built_hmac.keyed(key), value, length) == expected
+
+
+@given(value=_texts | st.integers() | st.lists(st.integers(), max_size=3),
+       length=st.integers(8, 64))
+def test_the_hash_filter_digests_alike_with_and_without_the_c(value: Any, length: int) -> None:
+    with_c = Hash(HashOptions(fields=["v"], key="k" * 32, length=length))  # type: ignore[arg-type]
+    python = Hash(HashOptions(fields=["v"], key="k" * 32, length=length))  # type: ignore[arg-type]
+    python._keyed = None
+    assert with_c.digest(value) == python.digest(value)
+    # the filter's own loop (its inline digest) too, on two copies of one event
+    hashed = [h(Event.new({"v": value, "w": 1})) for h in (with_c, python)]
+    assert hashed[0] is not None and hashed[1] is not None
+    assert hashed[0].data == hashed[1].data
+
+
+def test_the_c_hmac_refuses_what_it_cannot_hash() -> None:
+    if _built_hmac is None:
+        pytest.skip("router/_hmac.c not built")
+    keyed = _built_hmac.keyed(b"k" * 32)
+    with pytest.raises(UnicodeEncodeError):  # as str.encode("utf-8") does
+        _built_hmac.hexdigest(keyed, "\ud800", 64)
+    for bad in ((b"short", "x", 64), (keyed, 1, 64), (keyed, "x", 0), (keyed, "x", 65)):
+        with pytest.raises((TypeError, ValueError)):
+            _built_hmac.hexdigest(*bad)
 
 
 _trees = st.recursive(st.none() | st.integers() | st.text(max_size=3),
