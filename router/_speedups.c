@@ -1,4 +1,4 @@
-/* router._speedups: three hot loops of the ingest path in C, each with a pure-Python twin that
+/* router._speedups: four hot loops of the ingest path in C, each with a pure-Python twin that
  * answers the same (the twin runs where no C compiler was there at install time: setup.py builds
  * this module as optional; the suite tests both).
  *
@@ -10,6 +10,9 @@
  *   characters apart, as a dotted quad's are. Anything it does not know (a subclass, a tuple,
  *   nesting deeper than MAX_DEPTH) is answered "maybe", and the filter walks.
  * - exceeds_depth(doc, max_depth): the ingest depth bound (ingest/shape.py).
+ * - v0_events(docs, captured): the PostHog batch loop's common case (ingest/posthog.py), every
+ *   event an SDK's plain one: a named, identified, timed event without person updates or
+ *   properties to scrub; None as soon as one is not, and the Python loop decides them all.
  * - floor_utc_text(text, step): round_time's common case (filters/round_time.py), a timestamp
  *   written `YYYY-MM-DDTHH:MM:SSZ`, floored to `step` seconds (a divisor of a day); None for any
  *   other text, or a date or time that datetime.fromisoformat would refuse.
@@ -232,12 +235,123 @@ floor_utc_text(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
     return PyUnicode_FromStringAndSize(out, 20);
 }
 
+static PyObject *key_event, *key_properties, *key_distinct_id, *key_timestamp, *key_uuid;
+static PyObject *key_token, *key_dollar_token, *key_ip, *key_set, *key_set_once;
+
+/* Whether a str holds a character that str.strip() keeps. */
+static int
+has_text(PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)))
+            return 1;
+    return 0;
+}
+
+/* 1 if `dict` (exact, with str keys only, as JSON decodes) holds none of the keys; 0 if it
+ * holds one; -1 on an error. */
+static int
+holds_none(PyObject *dict, PyObject *const *keys, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int found = PyDict_Contains(dict, keys[i]);
+        if (found != 0)
+            return found < 0 ? -1 : 0;
+    }
+    return 1;
+}
+
+/* One event as ingest/posthog.py's loop makes it, or NULL with no error set when it is not
+ * the common case (NULL with an error set: out of memory). */
+static PyObject *
+v0_event(PyObject *raw, PyTypeObject *captured)
+{
+    if (!PyDict_CheckExact(raw))
+        return NULL;
+    PyObject *name = PyDict_GetItemWithError(raw, key_event);
+    if (name == NULL || !PyUnicode_CheckExact(name) || !has_text(name))
+        return NULL;
+    PyObject *properties = PyDict_GetItemWithError(raw, key_properties);
+    if (PyErr_Occurred() || (properties != NULL && !PyDict_CheckExact(properties) &&
+                             properties != Py_None))
+        return NULL;
+    PyObject *distinct_id = PyDict_GetItemWithError(raw, key_distinct_id);
+    if (distinct_id == NULL || !PyUnicode_CheckExact(distinct_id) || !has_text(distinct_id))
+        return NULL;
+    PyObject *timestamp = PyDict_GetItemWithError(raw, key_timestamp);
+    if (timestamp == NULL || !PyUnicode_CheckExact(timestamp))
+        return NULL;
+    PyObject *uuid = PyDict_GetItemWithError(raw, key_uuid);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *updates[] = {key_set, key_set_once};
+    PyObject *scrubbed[] = {key_token, key_dollar_token, key_ip};
+    if (holds_none(raw, updates, 2) != 1)
+        return NULL;
+    if (properties != NULL && properties != Py_None &&
+        (holds_none(properties, updates, 2) != 1 || holds_none(properties, scrubbed, 3) != 1))
+        return NULL;
+    PyObject *own = properties != NULL && properties != Py_None ? Py_NewRef(properties)
+                                                                : PyDict_New();
+    PyObject *data = own == NULL ? NULL : PyDict_New();
+    if (data == NULL || PyDict_SetItem(data, key_distinct_id, distinct_id) < 0 ||
+        PyDict_SetItem(data, key_properties, own) < 0 ||
+        PyDict_SetItem(data, key_timestamp, timestamp) < 0) {
+        Py_XDECREF(own);
+        Py_XDECREF(data);
+        return NULL;
+    }
+    Py_DECREF(own);
+    /* as tuple.__new__(Captured, ...) makes a named tuple */
+    PyObject *event = captured->tp_alloc(captured, 3);
+    if (event == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(event, 0, Py_NewRef(name));
+    PyTuple_SET_ITEM(event, 1, data);
+    PyTuple_SET_ITEM(event, 2, Py_NewRef(uuid != NULL && PyUnicode_CheckExact(uuid) ? uuid
+                                                                                    : Py_None));
+    return event;
+}
+
+static PyObject *
+v0_events(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "v0_events(docs: list, captured: a tuple type)");
+        return NULL;
+    }
+    PyObject *docs = args[0];
+    Py_ssize_t n = PyList_GET_SIZE(docs);
+    PyObject *events = PyList_New(n);
+    if (events == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *event = v0_event(PyList_GET_ITEM(docs, i), (PyTypeObject *)args[1]);
+        if (event == NULL) {
+            Py_DECREF(events);
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        PyList_SET_ITEM(events, i, event);
+    }
+    return events;
+}
+
 static PyMethodDef methods[] = {
     {"nothing_to_redact", nothing_to_redact, METH_O,
      "True when no string value inside `data` (a dict or list) can hold a built-in redact "
      "pattern; False means maybe."},
     {"exceeds_depth", (PyCFunction)(void (*)(void))exceeds_depth, METH_FASTCALL,
      "Whether dicts and lists in `doc` nest more than `max_depth` levels (`doc` is level 1)."},
+    {"v0_events", (PyCFunction)(void (*)(void))v0_events, METH_FASTCALL,
+     "The PostHog batch loop for plain SDK events: a list of `captured`, or None."},
     {"floor_utc_text", (PyCFunction)(void (*)(void))floor_utc_text, METH_FASTCALL,
      "`YYYY-MM-DDTHH:MM:SSZ` floored to `step` seconds (a divisor of a day); None for other "
      "text."},
@@ -255,5 +369,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    struct {
+        PyObject **key;
+        const char *text;
+    } keys[] = {
+        {&key_event, "event"},         {&key_properties, "properties"},
+        {&key_distinct_id, "distinct_id"}, {&key_timestamp, "timestamp"},
+        {&key_uuid, "uuid"},           {&key_token, "token"},
+        {&key_dollar_token, "$token"}, {&key_ip, "$ip"},
+        {&key_set, "$set"},            {&key_set_once, "$set_once"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (*keys[i].key == NULL && (*keys[i].key = PyUnicode_InternFromString(keys[i].text)) == NULL)
+            return NULL;
     return PyModule_Create(&module);
 }

@@ -26,6 +26,7 @@ import orjson
 from ..errors import BadRequest
 from ..event import iso_z
 from ..posthog_v1 import V1_OPTIONS, V1_TOP_LEVEL
+from ..speedups import speedups
 from . import json_format
 from .limits import Limits
 from .posthog_payload import events_payload, is_object, unwrap
@@ -124,6 +125,21 @@ def _v0_events(
 ) -> list[Captured]:
     """The v0 events of ``docs``; the tokens they carry themselves (posthog-js sends one in each
     event) added to ``tokens`` unless it is None (the batch's own token stands for them all).
+
+    A batch with its own token whose events are all an SDK's plain ones (named, identified,
+    timed, nothing to scrub or lift) is decoded in C (router/_speedups.c) where it was built:
+    ~1.0 µs → ~0.3 µs an event. Any other batch is decoded here, from the start."""
+    if speedups is not None and tokens is None and not engage:
+        events: list[Captured] | None = speedups.v0_events(docs, Captured)
+        if events is not None:
+            return events
+    return _v0_events_loop(docs, engage, now, tokens)
+
+
+def _v0_events_loop(
+    docs: list[dict[str, Any]], engage: bool, now: datetime, tokens: set[str] | None
+) -> list[Captured]:
+    """``_v0_events`` in Python.
 
     One loop, no call per field: this runs for every event of every batch (each helper call
     cost ~1k instructions, and the common event, an SDK's, needs none of them). It does what

@@ -1,8 +1,9 @@
 """The batch path's one-loop decoding gives exactly what the per-event reference gives.
 
 ``_v0_events`` (router/ingest/posthog.py) inlines, for speed, what ``_v0_event`` does for one
-event; the reference is kept straightforward and both are compared here on random events: the
-same events (name, data, uuid, key order), the same tokens, the same first error.
+event, in C for a batch of plain SDK events (router/_speedups.c) and in Python otherwise; the
+reference is kept straightforward and both forms are compared with it here on random events:
+the same events (name, data, uuid, key order), the same tokens, the same first error.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.errors import InputError
 from router.ingest import Limits
-from router.ingest.posthog import Captured, _v0_event, _v0_events, decode_v0
+from router.ingest.posthog import Captured, _v0_event, _v0_events, _v0_events_loop, decode_v0
+from router.speedups import speedups
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 values = (st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
@@ -47,10 +50,11 @@ def reference(docs: list[dict[str, Any]], engage: bool, envelope: bool) -> Any:
     return [_shape(event) for event, _ in decoded], tokens
 
 
-def fast(docs: list[dict[str, Any]], engage: bool, envelope: bool) -> Any:
+def fast(docs: list[dict[str, Any]], engage: bool, envelope: bool, loop: Any = _v0_events
+         ) -> Any:
     tokens: set[str] | None = None if envelope else set()
     try:
-        found = _v0_events(docs, engage, NOW, tokens)
+        found = loop(docs, engage, NOW, tokens)
     except InputError as exc:
         return type(exc), exc.detail
     return [_shape(event) for event in found], tokens
@@ -66,8 +70,37 @@ def _shape(event: Captured) -> Any:
        envelope=st.booleans())
 def test_the_batch_loop_decodes_as_the_reference(docs: list[dict[str, Any]], engage: bool,
                                                  envelope: bool) -> None:
-    assert fast(copy.deepcopy(docs), engage, envelope) == reference(
-        copy.deepcopy(docs), engage, envelope)
+    expected = reference(copy.deepcopy(docs), engage, envelope)
+    assert fast(copy.deepcopy(docs), engage, envelope) == expected  # in C where it can
+    assert fast(copy.deepcopy(docs), engage, envelope, _v0_events_loop) == expected  # Python
+    if speedups is not None and envelope and not engage:
+        # the C decodes a batch whole or not at all, and never edits what it gives back
+        kept = copy.deepcopy(docs)
+        found = speedups.v0_events(kept, Captured)
+        assert kept == docs
+        if found is not None:
+            assert [_shape(e) for e in found] == expected[0]
+            assert all(type(e) is Captured for e in found)
+
+
+# What an SDK sends in a batch with its own token: nothing to scrub, no person updates.
+plain = st.fixed_dictionaries(
+    {"event": st.sampled_from(["e", " $pageview", "é"]),
+     "distinct_id": st.sampled_from(["u1", " u2 ", "\u00a0x"]),
+     "timestamp": st.sampled_from(["2025-11-28T00:10:11Z", ""]),
+     "properties": st.dictionaries(st.sampled_from(["$lib", "n", "distinct_id"]), values,
+                                   max_size=3) | st.none()},
+    optional={"uuid": st.sampled_from(["u-1", None, 7]), "offset": values, "other": values})
+
+
+@settings(max_examples=300)
+@given(docs=st.lists(plain, min_size=1, max_size=4))
+def test_a_batch_of_plain_sdk_events_is_decoded_in_c(docs: list[dict[str, Any]]) -> None:
+    if speedups is None:
+        pytest.skip("router/_speedups.c not built (or BEACON_ROUTER_PURE_PYTHON)")
+    found = speedups.v0_events(copy.deepcopy(docs), Captured)
+    assert found is not None
+    assert [_shape(e) for e in found] == reference(copy.deepcopy(docs), False, True)[0]
 
 
 def test_an_sdk_batch_keeps_every_event_and_field_in_order() -> None:
