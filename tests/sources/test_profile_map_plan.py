@@ -94,3 +94,11 @@ def test_map_is_the_reference_on_the_products_payloads(profile: Profile) -> None
             if isinstance(data, dict):
                 expected = reference_map(profile, copy.deepcopy(data), FACTS)
                 assert profile.map(copy.deepcopy(data), FACTS) == expected
+
+
+def test_both_plans_are_among_the_shipped_profiles() -> None:
+    # The tests above then check the copy plan (PostHog's: one top-level key to another) and
+    # the general one against the reference.
+    by_name = {p.name: p for p in PROFILES}
+    assert by_name["posthog"]._copies == [("distinct_id", "installation_id")]
+    assert any(p._copies is None for p in PROFILES)
