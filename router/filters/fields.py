@@ -127,21 +127,6 @@ class Drop(Filter):
                 else:
                     delete_path(data, pattern)
         return event
-        for pattern, head, length, wild in self._plan:
-            if wild:
-                for path in list(expand(data, pattern)):  # listed: deleting edits the dict
-                    delete_path(data, path)
-            elif head not in data:
-                continue
-            elif length == 1:
-                del data[head]
-            elif length == 2:
-                parent = data[head]
-                if isinstance(parent, dict):
-                    parent.pop(pattern[1], None)
-            else:
-                delete_path(data, pattern)
-        return event
 
 
 _WHOLE = None  # a leaf of the keep-tree: keep the value as it is, whatever it holds

@@ -73,7 +73,7 @@ class RoundTime(Filter):
         self._paths = [split_path(p) for p in options.fields]
         self._by_minute = self._seconds % 60 == 0
         self._times: dict[str, str] = {}  # "HH:MM[:SS]" → "THH:MM:SSZ", floored
-        # _floor_utc_text in C (router/_speedups.c), where it was built: 10.4k → ?k a beacon
+        # _floor_utc_text in C (router/_speedups.c), where it was built: 10.4k → 5.6k a beacon
         self._c_floor = (speedups.floor_utc_text
                          if speedups is not None and self._within_day else None)
 
