@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/router.yaml
 
-.PHONY: run test lint check bench clean constraints
+.PHONY: run test test-pure lint check bench clean constraints
 
 # The versions in constraints.txt, so every install (here, CI, the Dockerfile) is the same.
 # The test extra brings the postgres and redis extras: the suite runs against both. The editable
@@ -21,6 +21,13 @@ run: $(BIN)/beacon-router
 
 test: $(BIN)/beacon-router
 	$(BIN)/python -m pytest -q -n 3
+
+# The parts of the suite whose code has a C twin (filters, ingest, the PostHog API, the source
+# profiles' real payloads), run again with the C switched off: what an install without a
+# compiler runs must pass the same tests. .ci/run runs it after `make test` (~1 minute).
+test-pure: $(BIN)/beacon-router
+	BEACON_ROUTER_PURE_PYTHON=1 $(BIN)/python -m pytest -q -n 3 \
+		tests/test_speedups.py tests/filters tests/ingest tests/web/posthog tests/sources
 
 lint: $(BIN)/beacon-router
 	$(BIN)/ruff check router tests
