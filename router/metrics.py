@@ -30,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encode
 
 from . import __version__, multiproc
 from .event import Event
+from .speedups import in_use as native_in_use
 from .tally import CounterFamily, CounterTally, HistogramFamily, Tallies
 
 _LATENCY_BUCKETS = (
@@ -168,10 +169,10 @@ class Metrics:
             multiprocess_mode="livemin",
         )
         self.build_info = Gauge(
-            p + "build_info", "Always 1; the version is in a label.", ["version"], registry=r,
-            multiprocess_mode="livemax",
+            p + "build_info", "Always 1; the version and the C modules in use are in labels.",
+            ["version", "native"], registry=r, multiprocess_mode="livemax",
         )
-        self.build_info.labels(__version__).set(1)
+        self.build_info.labels(__version__, native_in_use()).set(1)
         self.reload_ok.set(1)
         self.reload_time.set(time.time())
         for result in ("success", "failure"):

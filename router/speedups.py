@@ -27,3 +27,11 @@ except ImportError:  # built without a C compiler or OpenSSL's headers
 PURE_PYTHON = os.environ.get("BEACON_ROUTER_PURE_PYTHON", "") not in ("", "0")
 speedups: ModuleType | None = None if PURE_PYTHON else _built
 hmac: ModuleType | None = None if PURE_PYTHON else _built_hmac
+
+
+def in_use() -> str:
+    """The C modules this process runs, for ops ("speedups,hmac"; "none" in pure Python): an
+    install without a compiler is slower (bench/README.md), and this is where it shows —
+    ``beacon_router_build_info``'s ``native`` label, ``/admin/status``, the startup log."""
+    names = [name for name, module in (("speedups", speedups), ("hmac", hmac)) if module]
+    return ",".join(names) or "none"

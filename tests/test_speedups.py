@@ -20,7 +20,7 @@ from router.event import Event
 from router.filters import redact
 from router.filters.privacy import Hash, HashOptions
 from router.ingest import shape
-from router.speedups import PURE_PYTHON, _built, _built_hmac, speedups
+from router.speedups import PURE_PYTHON, _built, _built_hmac, in_use, speedups
 from router.speedups import hmac as c_hmac
 
 
@@ -36,14 +36,15 @@ def test_the_c_modules_are_built_in_ci_and_used() -> None:
         assert speedups is _built and c_hmac is _built_hmac
         assert redact.nothing_to_redact is _built.nothing_to_redact
         assert Hash(HashOptions(fields=["x"], key="k" * 32))._keyed is not None  # type: ignore[arg-type]
+        assert in_use() == "speedups,hmac"  # what /metrics and /admin/status tell ops
 
 
 def test_pure_python_switches_it_off() -> None:
-    code = ("from router.speedups import speedups; from router.filters import redact; "
-            "print(speedups, redact.nothing_to_redact.__name__)")
+    code = ("from router.speedups import speedups, in_use; from router.filters import redact; "
+            "print(speedups, redact.nothing_to_redact.__name__, in_use())")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, text=True,
                          capture_output=True, env={"BEACON_ROUTER_PURE_PYTHON": "1"}).stdout
-    assert out.split() == ["None", "nothing_to_redact_text"]
+    assert out.split() == ["None", "nothing_to_redact_text", "none"]
 
 
 _texts = st.text() | st.sampled_from(["", "é", "\U0001f600",

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..config import Config, split_listen
 from ..delivery_link import DeliveryLink
+from ..speedups import in_use as native_in_use
 from ..spool.shards import RoleLocks, shard_path, worker_spool
 from ..spool.sqlite import SqliteSpool
 from ..web.admin import create_admin_app
@@ -93,7 +94,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool,
             loop.add_signal_handler(sig, stop.set)
         frozen = freeze_startup_heap()
         log.info("listening", listen=f"{host}:{port}", open_files=raise_open_files_limit(),
-                 gc_frozen=frozen)
+                 gc_frozen=frozen, native=native_in_use())
         sdnotify.notify("READY=1", f"STATUS=listening on {host}:{port}")
         await stop.wait()
         sdnotify.notify("STOPPING=1", "STATUS=draining")

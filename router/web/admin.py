@@ -28,6 +28,7 @@ from ..config.loader import load
 from ..errors import ConfigError, Unavailable
 from ..metrics import event_age
 from ..replay.admin import add_replay_routes
+from ..speedups import in_use as native_in_use
 from ..spool.base import DeadLetterQueue, ManagedSpool
 from ..spool.shardset import admin_spool
 from ..tap.admin import add_tap_routes
@@ -116,6 +117,7 @@ async def status(request: web.Request, router: Router) -> web.Response:
     return json_response(
         {
             "version": __version__,
+            "native": native_in_use(),
             "uptime_seconds": round(time.time() - router.started_at, 3),
             "draining": router.draining,
             "config": {"file": router.config.file, "restart_required": reloader.restart_required},

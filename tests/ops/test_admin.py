@@ -10,6 +10,7 @@ from opsupport import ADMIN_TOKEN, auth
 from support import until
 
 from router import auth as auth_module
+from router.speedups import in_use
 
 BEACON = {"installation_id": "inst-1", "version": "1.0.0"}
 ENDPOINTS = [
@@ -94,6 +95,7 @@ async def test_status_and_backends_describe_the_running_router(router_client, re
     client = await router_client(admin_config(receiver.url))
     status = await (await client.get("/admin/status", headers=auth())).json()
     assert status["config"]["file"].endswith("router.yaml")
+    assert status["native"] == in_use()  # the C modules this test process (and router) runs
     assert status["spool"] == {
         "type": "sqlite",
         "writable": True,

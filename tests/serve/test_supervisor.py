@@ -32,6 +32,7 @@ from support import (
 
 from router.metrics import Metrics
 from router.serve.supervisor import RestartPolicy, fork_sharing
+from router.speedups import in_use
 
 CONFIG = """
 server: {{shutdown_timeout: 2s}}
@@ -435,6 +436,7 @@ async def test_one_scrape_shows_every_workers_metrics_whichever_worker_answers(
     assert 0 < events_written(tmp_path / "data/spool.db") < 120
 
     accepted = 'beacon_router_events_accepted_total{source="beacon"}'
+    native = in_use()  # the router runs with this process's environment and build
     delivered = 'beacon_router_events_delivered_total{backend="hook"}'
     # A worker's counts reach the files every second (router/tally.py) and before it answers.
     await until(lambda: all_scrapes_count(router.url, accepted, 120), timeout=10)
@@ -442,7 +444,7 @@ async def test_one_scrape_shows_every_workers_metrics_whichever_worker_answers(
         assert content_type == "text/plain; version=0.0.4; charset=utf-8"
         assert metric(text, accepted) == 120
         assert metric(text, delivered) == 120
-        assert metric(text, 'beacon_router_build_info{version="0.1.0"}') == 1
+        assert metric(text, f'beacon_router_build_info{{native="{native}",version="0.1.0"}}') == 1
         assert "python_info{" in text  # the platform collector
 
     # A worker killed and restarted: what it counted still counts.
