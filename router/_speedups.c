@@ -18,7 +18,9 @@
  *   other text, or a date or time that datetime.fromisoformat would refuse.
  *
  * Both only read: no Python code runs during a walk (values only, never a key's __eq__ or
- * __hash__; exact type checks), so the containers cannot change under it.
+ * __hash__; exact type checks), so the containers cannot change under it. v0_events' dict
+ * lookups can run a key's __eq__ (a key that is not a str, with a str key's hash): it holds
+ * what it reads by strong references and checks the batch's size before each event.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -251,8 +253,8 @@ has_text(PyObject *s)
     return 0;
 }
 
-/* 1 if `dict` (exact, with str keys only, as JSON decodes) holds none of the keys; 0 if it
- * holds one; -1 on an error. */
+/* 1 if `dict` (exact; str keys where JSON decoded it, but see get_ref) holds none of the keys;
+ * 0 if it holds one; -1 on an error. */
 static int
 holds_none(PyObject *dict, PyObject *const *keys, int n)
 {
@@ -264,57 +266,70 @@ holds_none(PyObject *dict, PyObject *const *keys, int n)
     return 1;
 }
 
+/* dict[key] as a new reference; NULL when absent, or with an error set. Held at once: a later
+ * lookup may run a key's __eq__ (a key that is not a str, with the same hash), which could
+ * empty the dict and free a value that was only borrowed. */
+static PyObject *
+get_ref(PyObject *dict, PyObject *key)
+{
+    return Py_XNewRef(PyDict_GetItemWithError(dict, key));
+}
+
 /* One event as ingest/posthog.py's loop makes it, or NULL with no error set when it is not
- * the common case (NULL with an error set: out of memory). */
+ * the common case (NULL with an error set: out of memory, or a key's __eq__ raised). */
 static PyObject *
 v0_event(PyObject *raw, PyTypeObject *captured)
 {
     if (!PyDict_CheckExact(raw))
         return NULL;
-    PyObject *name = PyDict_GetItemWithError(raw, key_event);
+    PyObject *name = NULL, *properties = NULL, *distinct_id = NULL, *timestamp = NULL;
+    PyObject *uuid = NULL, *own = NULL, *data = NULL, *event = NULL;
+    name = get_ref(raw, key_event);
     if (name == NULL || !PyUnicode_CheckExact(name) || !has_text(name))
-        return NULL;
-    PyObject *properties = PyDict_GetItemWithError(raw, key_properties);
+        goto done;
+    properties = get_ref(raw, key_properties);
     if (PyErr_Occurred() || (properties != NULL && !PyDict_CheckExact(properties) &&
                              properties != Py_None))
-        return NULL;
-    PyObject *distinct_id = PyDict_GetItemWithError(raw, key_distinct_id);
+        goto done;
+    distinct_id = get_ref(raw, key_distinct_id);
     if (distinct_id == NULL || !PyUnicode_CheckExact(distinct_id) || !has_text(distinct_id))
-        return NULL;
-    PyObject *timestamp = PyDict_GetItemWithError(raw, key_timestamp);
+        goto done;
+    timestamp = get_ref(raw, key_timestamp);
     if (timestamp == NULL || !PyUnicode_CheckExact(timestamp))
-        return NULL;
-    PyObject *uuid = PyDict_GetItemWithError(raw, key_uuid);
+        goto done;
+    uuid = get_ref(raw, key_uuid);
     if (PyErr_Occurred())
-        return NULL;
+        goto done;
     PyObject *updates[] = {key_set, key_set_once};
     PyObject *scrubbed[] = {key_token, key_dollar_token, key_ip};
     if (holds_none(raw, updates, 2) != 1)
-        return NULL;
+        goto done;
     if (properties != NULL && properties != Py_None &&
         (holds_none(properties, updates, 2) != 1 || holds_none(properties, scrubbed, 3) != 1))
-        return NULL;
-    PyObject *own = properties != NULL && properties != Py_None ? Py_NewRef(properties)
-                                                                : PyDict_New();
-    PyObject *data = own == NULL ? NULL : PyDict_New();
+        goto done;
+    own = properties != NULL && properties != Py_None ? Py_NewRef(properties) : PyDict_New();
+    data = own == NULL ? NULL : PyDict_New();
     if (data == NULL || PyDict_SetItem(data, key_distinct_id, distinct_id) < 0 ||
         PyDict_SetItem(data, key_properties, own) < 0 ||
-        PyDict_SetItem(data, key_timestamp, timestamp) < 0) {
-        Py_XDECREF(own);
-        Py_XDECREF(data);
-        return NULL;
-    }
-    Py_DECREF(own);
+        PyDict_SetItem(data, key_timestamp, timestamp) < 0)
+        goto done;
     /* as tuple.__new__(Captured, ...) makes a named tuple */
-    PyObject *event = captured->tp_alloc(captured, 3);
-    if (event == NULL) {
-        Py_DECREF(data);
-        return NULL;
-    }
+    event = captured->tp_alloc(captured, 3);
+    if (event == NULL)
+        goto done;
     PyTuple_SET_ITEM(event, 0, Py_NewRef(name));
     PyTuple_SET_ITEM(event, 1, data);
-    PyTuple_SET_ITEM(event, 2, Py_NewRef(uuid != NULL && PyUnicode_CheckExact(uuid) ? uuid
-                                                                                    : Py_None));
+    data = NULL; /* the event holds it now */
+    /* any str, a subclass too, as the loop's isinstance(uuid, str) */
+    PyTuple_SET_ITEM(event, 2, Py_NewRef(uuid != NULL && PyUnicode_Check(uuid) ? uuid : Py_None));
+done:
+    Py_XDECREF(name);
+    Py_XDECREF(properties);
+    Py_XDECREF(distinct_id);
+    Py_XDECREF(timestamp);
+    Py_XDECREF(uuid);
+    Py_XDECREF(own);
+    Py_XDECREF(data);
     return event;
 }
 
@@ -332,7 +347,13 @@ v0_events(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (events == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *event = v0_event(PyList_GET_ITEM(docs, i), (PyTypeObject *)args[1]);
+        /* A key's __eq__ may have changed the batch (see get_ref): then the loop decides. */
+        PyObject *event = NULL;
+        if (PyList_GET_SIZE(docs) == n) {
+            PyObject *raw = Py_NewRef(PyList_GET_ITEM(docs, i));
+            event = v0_event(raw, (PyTypeObject *)args[1]);
+            Py_DECREF(raw);
+        }
         if (event == NULL) {
             Py_DECREF(events);
             if (PyErr_Occurred())
@@ -340,6 +361,10 @@ v0_events(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
         }
         PyList_SET_ITEM(events, i, event);
+    }
+    if (PyList_GET_SIZE(docs) != n) {
+        Py_DECREF(events);
+        Py_RETURN_NONE;
     }
     return events;
 }

@@ -44,5 +44,8 @@ def beacon_check(content_type: str) -> Callable[[bytes], None]:
 
 
 def main(check: Callable[[bytes], None]) -> None:
-    atheris.Setup(sys.argv, check)
+    # Always atheris's own libFuzzer (what it picks by itself anyway), also when its library is
+    # preloaded ahead of AddressSanitizer's runtime (bench/fuzz/asan.sh): else it takes that
+    # copy for an outside libFuzzer and stops with "You must call Setup() before Fuzz()".
+    atheris.Setup(sys.argv, check, internal_libfuzzer=True)
     atheris.Fuzz()

@@ -8,7 +8,10 @@ Each target runs under libFuzzer (atheris) with ``-timeout=10`` (a call over 10 
 the seeds in ``bench/fuzz/seeds/<name>/``; a crash or hang is written to
 ``bench/fuzz/crashes/<name>/`` (kept in git once fixed, and copied to the seeds, so every run
 tries it again). The record (seconds run, executions, crashes) goes to
-``bench/results/fuzz.json``. Every crash found becomes a test in tests/ingest/ and a fix.
+``bench/results/fuzz.json`` (or ``--out``). Every crash found becomes a test in tests/ and a fix.
+
+``speedups`` is a differential target: the C modules against their Python twins; to run it (or
+any target) with the C under AddressSanitizer, see bench/fuzz/asan.sh.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGETS = ("json", "form", "yaml", "prometheus", "compression", "lz64", "posthog", "config")
+TARGETS = ("json", "form", "yaml", "prometheus", "compression", "lz64", "posthog", "config",
+           "speedups")
 
 
 def run(name: str, seconds: int) -> dict[str, object]:

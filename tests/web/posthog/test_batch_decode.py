@@ -117,3 +117,67 @@ def test_an_sdk_batch_keeps_every_event_and_field_in_order() -> None:
               "timestamp": "2025-11-28T00:10:11Z"},
         "00000007-0001-4001-8007-000000000001")] * 2
     assert list(capture.events[0].data) == ["distinct_id", "properties", "timestamp"]
+
+
+def test_a_uuid_that_is_a_str_subclass_is_kept_by_the_c_as_by_the_loop() -> None:
+    # Found by bench/fuzz/fuzz_speedups.py (bench/fuzz/crashes/speedups/): the loop keeps any
+    # str as the uuid (isinstance), the C kept only an exact str and gave None for a subclass.
+    # A JSON decoder makes no subclass; a caller in Python could.
+    if speedups is None:
+        pytest.skip("router/_speedups.c not built (or BEACON_ROUTER_PURE_PYTHON)")
+
+    class Text(str):
+        pass
+
+    docs = [{"event": "e", "distinct_id": "u1", "timestamp": "2025-11-28T00:10:11Z",
+             "properties": {}, "uuid": Text("u-2")}]
+    found = speedups.v0_events(copy.deepcopy(docs), Captured)
+    expected = _v0_events_loop(copy.deepcopy(docs), False, NOW, None)
+    assert found is not None
+    assert [_shape(e) for e in found] == [_shape(e) for e in expected]
+    assert type(found[0].uuid) is Text and found[0].uuid == "u-2"
+
+
+class _Collider:
+    """A dict key with the hash of a key the C looks up, whose __eq__ (run inside that lookup)
+    empties a container of the batch and then fills the freed memory with other strings."""
+
+    def __init__(self, target: str, victim: Any) -> None:
+        self.target, self.victim, self.armed = target, victim, False
+        self.litter: list[str] = []
+
+    def __hash__(self) -> int:
+        return hash(self.target)
+
+    def __eq__(self, other: object) -> bool:
+        if self.armed and self.victim:
+            self.victim.clear()
+            self.litter = [f"litter {i}" for i in range(200)]
+        return False
+
+
+@pytest.mark.parametrize("target", ["distinct_id", "uuid", "$set", "$set_once"])
+@pytest.mark.parametrize("victim", ["event", "batch"])
+def test_a_key_whose_eq_empties_the_batch_cannot_free_what_the_c_holds(target: str,
+                                                                       victim: str) -> None:
+    # Found by bench/fuzz/fuzz_speedups.py under AddressSanitizer (bench/fuzz/crashes/speedups/):
+    # the C borrowed the event's values and the batch's items, and a lookup that ran such a
+    # key's __eq__ freed them: a use after free. Now it holds them (or leaves a batch that
+    # changed under it to the loop). No JSON decoder makes such a key; Python code could.
+    if speedups is None:
+        pytest.skip("router/_speedups.c not built (or BEACON_ROUTER_PURE_PYTHON)")
+    name, distinct_id = "".join(["ev", "ent 1"]), "".join(["us", "er 1"])  # held by the batch only
+    raw: dict[Any, Any] = {"event": name, "distinct_id": distinct_id,
+                           "timestamp": "".join(["2025-11-28T00:10:11", "Z"]),
+                           "properties": {"n": 1}}
+    docs: list[Any] = [raw, {"event": "e", "distinct_id": "u", "timestamp": ""}]
+    collider = _Collider(target, raw if victim == "event" else docs)
+    raw[collider] = 1
+    del name, distinct_id, raw
+    collider.armed = True
+    found = speedups.v0_events(docs, Captured)
+    collider.armed = False
+    if found is not None:  # then taken whole, from what the batch held at the start
+        assert [(e.name, e.data["distinct_id"], e.data["timestamp"], e.data["properties"])
+                for e in found[:1]] == [("event 1", "user 1", "2025-11-28T00:10:11Z", {"n": 1})]
+        assert all(type(e) is Captured for e in found)
