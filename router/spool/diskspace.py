@@ -11,9 +11,17 @@ beacon. So the spool keeps three promises:
    delivered rows, the checkpoint that truncates the WAL) always have room.
 2. **A check before accepting.** Ingest is refused (503 + Retry-After, at the front door, so
    no write is even tried) once free space outside the reserve is less than the spool may
-   still need: what its WAL may grow to before the next checkpoint (``wal_max``, bounded by the
-   spool) plus a ``margin`` for the main file — or at once when a write fails for lack of
-   space. A refused write is rolled back whole by SQLite: nothing acknowledged is touched.
+   still need: what its WAL may still grow to (``wal_limit``, below) plus a ``margin`` for the
+   main file — or at once when a write fails for lack of space. A refused write is rolled
+   back whole by SQLite: nothing acknowledged is touched.
+
+   The WAL is checkpointed at ``wal_max``, but SQLite can only start it over when no reader
+   is inside it, and the delivery side reads after every commit: under load the WAL grew to
+   twice ``wal_max`` (tests/faults/test_disk_full.py saw 955 KiB against 512 KiB), eating the
+   margin until a disk that had just recovered refused again. So past ``wal_limit`` (``wal_max``
+   and a margin, three quarters of the reserve) the writer waits briefly for the readers and
+   restarts it (``PRAGMA wal_checkpoint(RESTART)``): one checkpoint of the whole WAL still fits
+   in the reserve.
 3. **Recovery by itself.** While full, every compaction pass deletes what every backend has
    acked in chunks the reserve covers, vacuums the freed pages and truncates the WAL; once the
    reserve fits again with that headroom and another ``margin`` beyond it (so a disk at the
@@ -54,6 +62,7 @@ class DiskGuard:
         self.reserve = reserve
         self.wal_max = reserve // 2  # the spool checkpoints its WAL at this size
         self.margin = max(reserve // 4, 64 * 1024)  # a write group, the main file's growth
+        self.wal_bytes = 0  # the WAL file's size at the last check
         self.full = False
         self.reason = ""
 
@@ -71,13 +80,18 @@ class DiskGuard:
         st = os.statvfs(self.directory)
         return st.f_bavail * st.f_frsize
 
+    @property
+    def wal_limit(self) -> int:
+        """The WAL's bound: past it the writer restarts the WAL (see the module docstring)."""
+        return self.wal_max + self.margin
+
     def headroom(self) -> int:
-        """Free bytes the spool may still need: the WAL's growth to ``wal_max``, a margin."""
+        """Free bytes the spool may still need: the WAL's growth to ``wal_limit``, a margin."""
         try:
-            wal = os.path.getsize(self.wal_path)
+            self.wal_bytes = os.path.getsize(self.wal_path)
         except FileNotFoundError:
-            wal = 0
-        return max(0, self.wal_max - wal) + self.margin
+            self.wal_bytes = 0
+        return max(0, self.wal_limit - self.wal_bytes) + self.margin
 
     def check(self) -> None:
         """After each write: refuse ingest once free space is less than the headroom."""
@@ -111,7 +125,8 @@ class DiskGuard:
         self.check()
 
     def try_leave(self) -> bool:
-        """While full: take the reserve back and accept again once it and ``low_water`` fit."""
+        """While full: take the reserve back and accept again once it, the headroom and another
+        margin fit (the margin keeps a disk at the edge from flipping with every write)."""
         if not self.full:
             return True
         if self.free_bytes() < self.reserve + self.headroom() + self.margin:

@@ -63,6 +63,8 @@ _ROWS_PER_INSERT = 256       # 256 parameters: well under SQLite's 999 on any ve
 RETRY_AFTER_FULL = 30.0     # what a full spool tells clients (seconds)
 RETRY_AFTER_DISK = 10.0     # what a full disk tells clients: it clears as delivery drains
 _SQLITE_FULL = 13
+_BUSY_TIMEOUT_MS = 10000   # how long a write waits for the other process's transaction
+_RESTART_WAIT_MS = 50      # how long a WAL restart waits for readers (_restart_wal)
 
 @dataclass(slots=True)  # one per append: no per-instance dict to build
 class Op:
@@ -99,7 +101,7 @@ class SpoolWriter:
         # One prepared INSERT per row count (1 to _ROWS_PER_INSERT): keep them all cached.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                cached_statements=_ROWS_PER_INSERT + 64)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         return conn
 
     def _write_loop(self, backends: list[str], started: asyncio.Future[dict[str, int]]) -> None:
@@ -150,6 +152,8 @@ class SpoolWriter:
                 except queue.Empty:
                     break
             self._commit(conn, group)
+            if self._disk.wal_bytes > self._disk.wal_limit:
+                self._restart_wal(conn)
             if self.role == "ingest":  # the delivery process compacts, and so frees room
                 self._disk.sync(self.role)
                 continue
@@ -260,7 +264,27 @@ class SpoolWriter:
         pages = max(64, min(1000, self._disk.reserve // 2 // page))  # 1000: SQLite's default
         conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
         self._disk.wal_max = pages * page
-        conn.execute(f"PRAGMA journal_size_limit = {self._disk.reserve}")
+        # Cut back to the limit at each restart: a WAL file larger than it is one growing now.
+        conn.execute(f"PRAGMA journal_size_limit = {self._disk.wal_limit}")
+
+    def _restart_wal(self, conn: sqlite3.Connection) -> None:
+        # The WAL outgrew its limit because a reader was inside it at every checkpoint (the
+        # delivery side reads after each commit): wait for the readers a moment, copy the WAL
+        # back and have the next write start it over (spool/diskspace.py). A busy answer
+        # leaves it for the next write group; a wait of 50 ms at most keeps ingest moving.
+        conn.execute(f"PRAGMA busy_timeout = {_RESTART_WAIT_MS}")
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+        except sqlite3.Error as exc:
+            if not self._disk.full and self._out_of_space(exc):
+                self._disk.enter_full(str(exc))
+            else:
+                throttled("warning", "spool WAL checkpoint failed", error=str(exc))
+            busy = 1
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if not busy:
+            self._disk.wal_bytes = 0  # the next check measures it again
 
     def _chunk_end(self, conn: sqlite3.Connection, first: int, last: int) -> int:
         """The last id of a compaction chunk from ``first``: at most ``last``, rows of at most a

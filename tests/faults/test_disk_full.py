@@ -115,7 +115,7 @@ async def test_a_full_disk_answers_503_loses_nothing_and_ingest_resumes_by_itsel
             await asyncio.sleep(0.2)
         more: list[str] = []
         for _ in range(50):
-            assert await post(http, router.url, more, []) == 202
+            assert await post(http, router.url, more, []) == 202, router.logs()
         await receiver.wait_for(set(more))
         await router.wait_ready()
 
