@@ -147,8 +147,8 @@ class SpoolWriter(SpoolCompaction):
                 except queue.Empty:
                     break
             self._commit(conn, group)
-            if self._disk.wal_bytes > self._disk.wal_limit:
-                self._restart_wal(conn)
+            if self._disk.wal_bytes > self._disk.wal_limit and not self._disk.full:
+                self._restart_wal(conn)  # while full, compaction truncates it (_reclaim)
             if self.role == "ingest":  # the delivery process compacts, and so frees room
                 self._disk.sync(self.role)
                 continue
