@@ -16,9 +16,10 @@ beacon. So the spool keeps three promises:
    back whole by SQLite: nothing acknowledged is touched.
 
    The WAL is checkpointed at ``wal_max``, but SQLite can only start it over when no reader
-   is inside it, and the delivery side reads after every commit: under load the WAL grew to
-   twice ``wal_max`` (tests/faults/test_disk_full.py saw 955 KiB against 512 KiB), eating the
-   margin until a disk that had just recovered refused again. So past ``wal_limit`` (``wal_max``
+   is inside it, and the delivery side reads after every commit: the WAL grew to nearly twice
+   ``wal_max`` (955 KiB against 512 KiB in tests/faults/test_disk_full.py), past the margin a
+   disk that has just recovered keeps (one CI run saw such a disk refuse again within 50
+   beacons). So past ``wal_limit`` (``wal_max``
    and a margin, three quarters of the reserve) the writer waits briefly for the readers and
    restarts it (``PRAGMA wal_checkpoint(RESTART)``): one checkpoint of the whole WAL still fits
    in the reserve.
