@@ -1,7 +1,7 @@
 """The statistics' reader for a store in PostgreSQL (the optional ``postgres`` extra).
 
 Its own module so that only a config with a PostgreSQL store imports asyncpg:
-:func:`router.stats.queries.open_reader` imports it when it opens such a store.
+:func:`router.stats.service.open_reader` imports it when it opens such a store.
 """
 
 from __future__ import annotations

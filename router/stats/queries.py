@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..backends.store import StoreOptions, parse_url
 from ..errors import StoreUnavailable
 
 Value = str | None
@@ -51,26 +50,6 @@ class StoreReader(Protocol):
         """The database's plan for :meth:`rows`, as text (tests check it uses the index)."""
 
     async def aclose(self) -> None: ...
-
-
-def open_reader(options: StoreOptions, dimensions: Sequence[str], event: str | None) -> StoreReader:
-    """A reader for the store a ``type: store`` backend's options describe."""
-    kind, target = parse_url(options.url)
-    if kind == "sqlite":
-        return SqliteReader(Path(target), options.table, dimensions, event)
-    # The optional postgres extra (checked at config load): imported only by a config with a
-    # PostgreSQL store, so that every other router process does not carry asyncpg.
-    from .postgres import PostgresReader
-
-    password = options.password.get_secret_value() if options.password else None
-    return PostgresReader(
-        target,
-        f'"{options.schema_ or "public"}"."{options.table}"',
-        dimensions,
-        event,
-        password=password or None,
-        timeout=options.timeout,
-    )
 
 
 def day_start(day: date) -> datetime:

@@ -6,21 +6,42 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
 
-from ..backends.store import StoreOptions
+from ..backends.store import StoreOptions, parse_url
 from ..config import BackendSpec, Config, StatsConfig
 from ..errors import StoreUnavailable
 from ..event import iso_z
 from .days import DayIndex
 from .kanon import at_least, k_anonymous
-from .queries import StoreReader, open_reader
+from .queries import SqliteReader, StoreReader
 from .report import Range, build_report
 
 log = structlog.get_logger(__name__)
 PUBLIC_DAYS = 30  # the public page describes the last 30 days, nothing older
+
+
+def open_reader(options: StoreOptions, dimensions: Sequence[str], event: str | None) -> StoreReader:
+    """A reader for the store a ``type: store`` backend's options describe."""
+    kind, target = parse_url(options.url)
+    if kind == "sqlite":
+        return SqliteReader(Path(target), options.table, dimensions, event)
+    # The optional postgres extra (checked at config load): imported only by a config with a
+    # PostgreSQL store, so that every other router process does not carry asyncpg.
+    from .postgres import PostgresReader
+
+    password = options.password.get_secret_value() if options.password else None
+    return PostgresReader(
+        target,
+        f'"{options.schema_ or "public"}"."{options.table}"',
+        dimensions,
+        event,
+        password=password or None,
+        timeout=options.timeout,
+    )
 
 
 def store_backend(config: Config) -> BackendSpec | None:
