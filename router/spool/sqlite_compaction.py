@@ -47,9 +47,9 @@ class SpoolCompaction:
             return False
 
     def _bound_wal(self, conn: sqlite3.Connection) -> None:
-        # A checkpoint copies the WAL into the main file, which may grow by as much: keep the
-        # WAL within half the reserve, so freeing the reserve always covers one more
-        # checkpoint, and truncate it back after each (spool/diskspace.py).
+        # A checkpoint copies the WAL into the main file, which may grow by as much:
+        # checkpoint at half the reserve and hold the WAL within three quarters of it
+        # (_restart_wal), so freeing the reserve always covers one more checkpoint.
         if self._disk.reserve <= 0:
             return
         page = conn.execute("PRAGMA page_size").fetchone()[0]
