@@ -77,10 +77,37 @@ def record_fault(fault: str, **figures: object) -> None:
             fh.write(json.dumps({"fault": fault, **figures}) + "\n")
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+# free_port() used to bind port 0 and release it: a port of the kernel's ephemeral range, which
+# every outgoing connection on the machine draws its local port from. Between the release and
+# the router's bind, a client socket could take it, and a worker died of EADDRINUSE at start
+# (a CI flake in test_supervisor). So the tests' ports lie below that range, where the kernel
+# never hands a port out by itself, and each xdist worker has a slice of its own.
+_SLICE, _SLICES = 1500, 8
+_PORTS_FROM = _ephemeral_low() - _SLICE * _SLICES
+_next_port = iter(range(10**9))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing uses now and no other test process will be given."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = _PORTS_FROM + (int(worker) if worker.isdigit() else 0) % _SLICES * _SLICE
+    for _ in range(_SLICE):
+        port = first + next(_next_port) % _SLICE
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # a service of the machine, or a port a test still holds
+                continue
+        return port
+    raise RuntimeError(f"no free port in {first}-{first + _SLICE - 1}")
 
 
 class RouterProcess:

@@ -248,7 +248,7 @@ async def test_sighup_reaches_every_worker_and_none_dies_of_it(workers, receiver
         assert time.monotonic() < deadline, router.logs()
         await asyncio.sleep(0.05)
     assert router.events("config reloaded for restarted workers")
-    assert not router.events("worker died; restarting it")
+    assert not router.events("worker died; restarting it"), router.logs()
     acked = await post_beacons(router.url, 50)
     await receiver.wait_for(set(acked))
     assert router.terminate() == 0, router.logs()
