@@ -32,6 +32,12 @@ def _structlog_as_tests_expect(monkeypatch):
 
 
 @pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on, and no other test will listen on meanwhile."""
+    return free_port()
+
+
+@pytest.fixture
 def router_process(tmp_path):
     """Factory: ``router_process(config_text)`` writes the config and returns a RouterProcess."""
     made: list[RouterProcess] = []

@@ -4,7 +4,6 @@ a fake vendor on 127.0.0.1 and build a backend from YAML pointing at it."""
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -66,9 +65,3 @@ async def serve(aiohttp_server) -> AsyncIterator[Callable[[Any], Any]]:
     yield start
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
