@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import os
 import signal
@@ -92,7 +93,7 @@ def _ephemeral_low() -> int:
 # never hands a port out by itself, and each xdist worker has a slice of its own.
 _SLICE, _SLICES = 1500, 8
 _PORTS_FROM = _ephemeral_low() - _SLICE * _SLICES
-_next_port = iter(range(10**9))
+_next_port = itertools.count()
 
 
 def free_port() -> int:

@@ -31,7 +31,7 @@ _SQLITE_FULL = 13
 class SpoolCompaction:
     """The compaction half of the writer thread of :class:`~router.spool.sqlite.SqliteSpool`."""
 
-    role: str
+    role: str  # "both", or "ingest" / "delivery" when two processes share the file
     max_size: int | None
     used_bytes: int
     dropped_when_full: int

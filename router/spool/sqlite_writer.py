@@ -24,7 +24,6 @@ import structlog
 
 from ..errors import Unavailable
 from ..logs import Throttled
-from .diskspace import DiskGuard
 from .one_thread import settle
 from .sqlite_compaction import BUSY_TIMEOUT_MS, SpoolCompaction
 
@@ -74,22 +73,17 @@ class Op:
 class SpoolWriter(SpoolCompaction):
     """The writer-thread half of :class:`~router.spool.sqlite.SqliteSpool`."""
 
+    # role, max_size, used_bytes, dropped_when_full, _disk, _measured_at: SpoolCompaction's
     path: str
-    max_size: int | None
     when_full: str
     synchronous: str
     dead_letter_id_base: int
-    used_bytes: int
     last_id: int
-    dropped_when_full: int
-    _disk: DiskGuard
     _loop: asyncio.AbstractEventLoop | None
     _ops: queue.SimpleQueue[Op | None]
     _readers: dict[str, Any]  # backend → its sqlite.Reader
     _writer: threading.Thread | None
     _failure: str | None
-    _measured_at: float
-    role: str  # "both", or "ingest" / "delivery" when two processes share the file
     wake_fd: int | None  # ingest role: one byte here per commit wakes the delivery process
 
     def _connect(self) -> sqlite3.Connection:
